@@ -1,0 +1,94 @@
+"""The storage interface every ledger store implements (SQLite now, PostgreSQL later).
+
+A store persists committed blocks and answers reads; it never decides
+anything. ``append_block`` is all-or-nothing and durable when it returns: the
+node acknowledges a transaction only after that, so a crash at any instant
+loses no acknowledged transaction and leaves no half block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from medledger.ledger.block import BlockHeader, TreeHead
+
+NodeId = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """One committed envelope as stored."""
+
+    leaf_index: int
+    height: int
+    tx_id: str
+    body: bytes
+    signature: bytes
+    outcome: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    """One committed block: header bytes exactly as hashed and signed."""
+
+    height: int
+    header_bytes: bytes
+    block_hash: str
+    signature: bytes
+    tree_head: TreeHead
+
+
+@dataclass(frozen=True)
+class NewBlock:
+    """Everything one block commit writes, computed before the store is touched."""
+
+    header: BlockHeader
+    header_bytes: bytes
+    block_hash: str
+    signature: bytes
+    tree_head: TreeHead
+    #: (leaf_index, tx_id, signer, nonce, body, signature, outcome_bytes)
+    txs: Sequence[tuple[int, str, str, str, bytes, bytes, bytes]]
+    nodes: Sequence[tuple[int, int, bytes]]
+    writes: dict[str, Any | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainTip:
+    height: int
+    block_hash: str
+    tree_size: int
+    state_root: str
+    block_ms: int
+
+
+class Store(Protocol):
+    """What the node, the API and ``verify`` need from a store."""
+
+    def tip(self) -> ChainTip | None: ...
+
+    def append_block(self, block: NewBlock) -> None: ...
+
+    def get_state(self, key: str) -> Any | None: ...
+
+    def seen(
+        self, tx_ids: Sequence[str], nonces: Sequence[tuple[str, str]]
+    ) -> tuple[set[str], set[tuple[str, str]]]: ...
+
+    def tx(self, tx_id: str) -> TxRecord | None: ...
+
+    def block(self, height: int) -> BlockRecord | None: ...
+
+    def block_txs(self, height: int) -> list[TxRecord]: ...
+
+    def tree_head(self, tree_size: int | None = None) -> TreeHead | None: ...
+
+    def tree_nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]: ...
+
+    def frontier_cover(self, tree_size: int) -> list[bytes]: ...
+
+    def iter_blocks(self) -> Iterator[tuple[BlockRecord, list[TxRecord]]]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,43 @@
+"""The one timestamp format of signed data: RFC 3339 UTC with milliseconds.
+
+``2026-11-24T01:14:25.123Z`` and nothing else: a single spelling per instant
+keeps signed bytes canonical and lets humans read evidence directly. Internally
+times are integer milliseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+from medledger.errors import EncodingError
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_pattern = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def format_ms(ms: int) -> str:
+    """Render epoch milliseconds in the ledger's timestamp format."""
+    dt = datetime.fromtimestamp(ms // 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_ms(text: str, *, what: str = "timestamp") -> int:
+    """Parse the ledger's timestamp format into epoch milliseconds, strictly."""
+    if not isinstance(text, str) or _pattern.fullmatch(text) is None:
+        raise EncodingError(
+            f"{what} must look like 2026-11-24T01:14:25.123Z (UTC, milliseconds), got {text!r}",
+            code="malformed",
+        )
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise EncodingError(f"{what} {text!r} is not a real date and time", code="malformed") from exc
+    return (dt - _EPOCH) // _MS
+
+
+def now_ms() -> int:
+    """Wall-clock time; used by nodes and clients, never by contracts."""
+    return time.time_ns() // 1_000_000

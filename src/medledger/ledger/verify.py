@@ -1,0 +1,230 @@
+"""Re-derive a whole ledger from genesis and compare it with what the store holds.
+
+Nothing stored is trusted: every envelope's canonical form and signature,
+every outcome (by re-executing through :func:`medledger.ledger.chain.build_block`,
+the node's own code path, with the block's own timestamp), every header field
+and link, every block and tree-head signature (by a node key active at that
+block), and finally every derived row (world state, Merkle nodes) and every
+index (SQLite's own integrity check). The first discrepancy is reported with
+its height and, where one is involved, its transaction.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from medledger.errors import MedledgerError, VerificationError
+from medledger.ledger import keys, merkle
+from medledger.ledger.block import GENESIS_PREV_HASH, BlockHeader
+from medledger.ledger.canonical import canonical_bytes, parse_canonical
+from medledger.ledger.chain import Tip, build_block
+from medledger.ledger.envelope import SignedEnvelope, from_parts
+from medledger.ledger.identity import NODE, signer_of
+from medledger.ledger.sqlite_store import SqliteStore
+from medledger.ledger.state import GENESIS_STATE_ROOT, BlockState, MemoryState
+from medledger.ledger.timefmt import parse_ms
+from medledger.ledger.txtypes import Registry
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    blocks: int
+    transactions: int
+    tree_size: int
+    root_hash: str
+    state_keys: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": True, "blocks": self.blocks, "transactions": self.transactions,
+            "tree_size": self.tree_size, "root_hash": self.root_hash, "state_keys": self.state_keys,
+        }
+
+
+class _NodeKeyCheck:
+    """Tree heads and blocks must be signed by a key that is a node's at that block."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
+
+    def require(self, kid: str, height: int, what: str) -> None:
+        signer = signer_of(BlockState(self.state), kid)
+        if height == 0:
+            return  # checked after genesis executes (the genesis names the nodes)
+        if signer is None or not signer.active or signer.role != NODE:
+            raise VerificationError(f"{what} of block {height} is signed by {kid}, which is not an active node key",
+                                    height=height)
+
+
+def _fail(message: str, height: int, tx_id: str | None = None) -> VerificationError:
+    return VerificationError(message, height=height, tx_id=tx_id)
+
+
+def verify_store(
+    store: SqliteStore, registry: Registry, *, progress: Progress | None = None,
+    check_signatures: Callable[[list[SignedEnvelope]], list[bool]] | None = None,
+) -> VerifyReport:
+    """Raise :class:`VerificationError` at the first bad height; return a report if all holds."""
+    conn = store.connection()
+    _integrity(conn)
+    total = conn.execute("SELECT COUNT(*) FROM blocks").fetchone()[0]
+    if total == 0:
+        raise VerificationError("the ledger has no blocks (no genesis)", height=0)
+    state = MemoryState()
+    nodes_check = _NodeKeyCheck(state)
+    tip = Tip(-1, GENESIS_PREV_HASH, GENESIS_STATE_ROOT, 0)
+    frontier = merkle.MerkleFrontier()
+    expected_nodes: dict[tuple[int, int], bytes] = {}
+    tx_count = 0
+    leaf_heights: list[tuple[int, int]] = []  # (first leaf, height) per block, to name heights later
+    for record, txs in store.iter_blocks():
+        height = record.height
+        if height != tip.height + 1:
+            raise _fail(f"block {tip.height + 1} is missing; next stored block is {height}", tip.height + 1)
+        try:
+            header = BlockHeader.from_json(parse_canonical(record.header_bytes))
+        except MedledgerError as exc:
+            raise _fail(f"block {height} header is not canonical: {exc.message}", height) from exc
+        if hashlib.sha256(record.header_bytes).hexdigest() != record.block_hash:
+            raise _fail(f"block {height}: stored hash does not match its header", height)
+        if header.height != height:
+            raise _fail(f"block {height}: header says height {header.height}", height)
+        envelopes: list[SignedEnvelope] = []
+        for i, tx in enumerate(txs):
+            expected_leaf = frontier.size + i
+            if tx.leaf_index != expected_leaf or tx.height != height:
+                raise _fail(f"block {height}: entry at leaf {tx.leaf_index} is out of place (expected leaf "
+                            f"{expected_leaf})", height, tx.tx_id)
+            try:
+                env = from_parts(tx.body, tx.signature, check_signature=check_signatures is None)
+            except MedledgerError as exc:
+                raise _fail(f"block {height}, leaf {tx.leaf_index}: {exc.message}", height, tx.tx_id) from exc
+            if env.tx_id != tx.tx_id:
+                raise _fail(f"block {height}, leaf {tx.leaf_index}: stored tx_id {tx.tx_id} is not the hash of "
+                            "the envelope", height, tx.tx_id)
+            envelopes.append(env)
+        if check_signatures is not None:
+            for env, good in zip(envelopes, check_signatures(envelopes), strict=True):
+                if not good:
+                    raise _fail(f"block {height}: signature of transaction {env.tx_id} does not verify",
+                                height, env.tx_id)
+        try:
+            block_ms = parse_ms(header.timestamp)
+        except MedledgerError as exc:
+            raise _fail(f"block {height}: {exc.message}", height) from exc
+        if block_ms < tip.block_ms:
+            raise _fail(f"block {height}: timestamp goes back in time", height)
+        nodes_check.require(header.proposer, height, "header")
+        built = build_block(
+            registry, state, tip, frontier, envelopes, None, block_ms=block_ms,
+            proposer=header.proposer, node_key=None, ordering=header.ordering,
+        )
+        mine = built.block.header
+        for env, stored, outcome in zip(envelopes, txs, built.block.txs, strict=True):
+            if stored.outcome != outcome[6]:
+                raise _fail(f"block {height}: stored outcome of transaction {env.tx_id} is "
+                            f"{stored.outcome.decode(errors='replace')}, re-execution gives "
+                            f"{outcome[6].decode()}", height, env.tx_id)
+        for name in ("prev_hash", "tx_root", "tx_count", "results_hash", "state_root", "tree_size", "tree_root"):
+            if getattr(mine, name) != getattr(header, name):
+                raise _fail(f"block {height}: header {name} is {getattr(header, name)!r}, re-derived "
+                            f"{getattr(mine, name)!r}", height)
+        try:
+            keys.verify(keys.BLOCK_DOMAIN, keys.public_key_bytes(header.proposer), record.header_bytes,
+                        record.signature)
+        except MedledgerError as exc:
+            raise _fail(f"block {height}: block signature does not verify", height) from exc
+        head = record.tree_head
+        if (head.tree_size, head.root_hash, head.timestamp) != (mine.tree_size, mine.tree_root, mine.timestamp):
+            raise _fail(f"block {height}: stored tree head ({head.tree_size}, {head.root_hash}) does not match "
+                        "the block", height)
+        try:
+            head.verify_signature()
+        except MedledgerError as exc:
+            raise _fail(f"block {height}: tree head signature does not verify", height) from exc
+        nodes_check.require(head.signer, height, "tree head")
+        state.apply(built.block.writes, height)
+        if height == 0:
+            nodes_check.require(header.proposer, 1, "header of genesis")
+            nodes_check.require(head.signer, 1, "tree head of genesis")
+        for level, idx, value in built.block.nodes:
+            expected_nodes[(level, idx)] = value
+        leaf_heights.append((frontier.size, height))
+        tip, frontier = built.tip, built.frontier
+        tx_count += len(txs)
+        if progress is not None:
+            progress(height + 1, total)
+    _compare_state(conn, state)
+    _compare_nodes(conn, expected_nodes, leaf_heights)
+    extra = conn.execute("SELECT COUNT(*) FROM txs WHERE leaf_index >= ?", (frontier.size,)).fetchone()[0]
+    if extra:
+        raise _fail(f"{extra} transactions are stored beyond the last block", tip.height + 1)
+    return VerifyReport(tip.height + 1, tx_count, frontier.size, frontier.root().hex(), len(state.values))
+
+
+def _integrity(conn: sqlite3.Connection) -> None:
+    try:
+        rows = conn.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise VerificationError(f"the store file is damaged: {exc}", height=None) from exc
+    if rows != [("ok",)]:
+        raise VerificationError(
+            "SQLite integrity check failed (a table and its index disagree): "
+            + "; ".join(r[0] for r in rows[:3]), height=None,
+        )
+
+
+def _compare_state(conn: sqlite3.Connection, state: MemoryState) -> None:
+    stored_keys: set[str] = set()
+    for key, value, height in conn.execute("SELECT key, value, height FROM state"):
+        stored_keys.add(key)
+        expected = state.values.get(key)
+        written = state.written_at.get(key)
+        if expected is None:
+            raise _fail(f"world state holds key {key!r} that no transaction wrote", int(height))
+        if bytes(value) != canonical_bytes(expected) or height != written:
+            raise _fail(f"world state {key!r} differs from what block {written} wrote", written or 0)
+    missing = set(state.values) - stored_keys
+    if missing:
+        key = sorted(missing)[0]
+        raise _fail(f"world state lacks {key!r}, written by block {state.written_at[key]}", state.written_at[key])
+
+
+def _height_of_leaf(leaf: int, leaf_heights: list[tuple[int, int]]) -> int:
+    pos = bisect.bisect_right(leaf_heights, (leaf, 1 << 62)) - 1
+    return leaf_heights[max(pos, 0)][1]
+
+
+def _compare_nodes(
+    conn: sqlite3.Connection, expected: dict[tuple[int, int], bytes], leaf_heights: list[tuple[int, int]]
+) -> None:
+    count = 0
+    for level, idx, value in conn.execute("SELECT level, idx, hash FROM tree_nodes"):
+        count += 1
+        want = expected.get((level, idx))
+        if want is None or bytes(value) != want:
+            last_leaf = ((idx + 1) << level) - 1
+            height = _height_of_leaf(last_leaf, leaf_heights)
+            raise _fail(f"Merkle node (level {level}, index {idx}) differs from the tree re-derived from the "
+                        f"envelopes (completed by block {height})", height)
+    if count != len(expected):
+        raise _fail(f"{len(expected) - count} Merkle nodes are missing from the store", leaf_heights[-1][1])
+
+
+def signature_checker(pool_check: Callable[[list[Any]], list[tuple[Any, ...]]]) -> Callable[
+    [list[SignedEnvelope]], list[bool]
+]:
+    """Adapt a verify pool so replay checks signatures on every core."""
+
+    def check(envelopes: list[SignedEnvelope]) -> list[bool]:
+        return [r[0] == "ok" or r[1] != "bad-signature" for r in pool_check([e.to_wire() for e in envelopes])]
+
+    return check
+

@@ -1,0 +1,353 @@
+"""The embedded node: admission, ordering into blocks, execution, durable commit.
+
+Life of a submission::
+
+    wire items --(pool: decode, canonical form, schema, signature)--> envelopes
+      --(admission, under one lock: signer active, role, clock skew, replay)-->
+      queue --(committer thread: cut block, execute, Merkle, sign, fsync)--> receipts
+
+Admission is all-or-nothing per request: if any envelope is refused, none is
+queued, so a bad request writes nothing. A receipt is returned only after the
+block holding its envelope is durably committed; "acknowledged" therefore
+always means "on disk".
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medledger.errors import AdmissionError, EncodingError, MedledgerError, StoreError
+from medledger.ledger import merkle
+from medledger.ledger.block import GENESIS_PREV_HASH, TreeHead
+from medledger.ledger.chain import Tip, build_block
+from medledger.ledger.envelope import SignedEnvelope
+from medledger.ledger.identity import DEFAULT_MAX_SKEW_MS
+from medledger.ledger.keys import SigningKey
+from medledger.ledger.sqlite_store import SqliteStore
+from medledger.ledger.state import GENESIS_STATE_ROOT
+from medledger.ledger.timefmt import format_ms, now_ms
+from medledger.ledger.txtypes import Outcome, Signer
+from medledger.node.pool import VerifyPool, to_envelope
+
+log = logging.getLogger(__name__)
+
+CORE_REGISTRY = "medledger.ledger.identity:core_registry"
+MAX_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    data_dir: Path
+    registry_path: str = CORE_REGISTRY
+    max_block_txs: int = 2000
+    max_wait_ms: int = 20
+    workers: int | None = None
+    clock: Callable[[], int] = now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof of acknowledgement: where a transaction landed and what it did."""
+
+    tx_id: str
+    status: str
+    height: int
+    leaf_index: int
+    block_hash: str
+    tree_head: TreeHead
+    codes: tuple[str, ...] = ()
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "tx_id": self.tx_id,
+            "status": self.status,
+            "height": self.height,
+            "leaf_index": self.leaf_index,
+            "block_hash": self.block_hash,
+            "tree_head": self.tree_head.to_json(),
+        }
+        if self.codes:
+            out["codes"] = list(self.codes)
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass
+class _Pending:
+    env: SignedEnvelope
+    future: Future[Receipt] = field(default_factory=Future)
+
+
+BlockListener = Callable[[int, str, list[SignedEnvelope], list[Outcome], TreeHead], None]
+
+
+class Node:
+    """One peer over one store, embedded in this process."""
+
+    def __init__(self, config: NodeConfig, *, key: SigningKey | None = None) -> None:
+        self.config = config
+        self.store = SqliteStore(config.data_dir)
+        self.key = key if key is not None else SigningKey.from_file(config.data_dir / "keys" / "node.key")
+        self.pool = VerifyPool(config.registry_path, config.workers)
+        self.registry = self.pool._registry
+        self._lock = threading.Lock()
+        self._pending_ids: set[str] = set()
+        self._pending_nonces: set[tuple[str, str]] = set()
+        self._signers: dict[str, Signer | None] = {}
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._listeners: list[BlockListener] = []
+        tip = self.store.tip()
+        if tip is None:
+            self.tip = Tip(-1, GENESIS_PREV_HASH, GENESIS_STATE_ROOT, 0)
+            self.frontier = merkle.MerkleFrontier()
+        else:
+            self.tip = Tip(tip.height, tip.block_hash, tip.state_root, tip.block_ms)
+            self.frontier = merkle.MerkleFrontier(tip.tree_size, self.store.frontier_cover(tip.tree_size))
+        self._running = True
+        self._committer = threading.Thread(target=self._commit_loop, name="medledger-committer", daemon=True)
+        self._committer.start()
+
+    # -- public API -------------------------------------------------------------
+
+    def add_listener(self, listener: BlockListener) -> None:
+        """Called from the committer thread after each durable block."""
+        self._listeners.append(listener)
+
+    def submit(self, items: Sequence[Any]) -> list[Future[Receipt]]:
+        """Check, admit and queue wire items; futures resolve once committed.
+
+        Raises :class:`MedledgerError` (nothing queued) if any item is refused.
+        """
+        envelopes = self.check(items)
+        return self.admit(envelopes)
+
+    def submit_sync(self, items: Sequence[Any], timeout: float | None = 60) -> list[Receipt]:
+        return [f.result(timeout) for f in self.submit(items)]
+
+    def check(self, items: Sequence[Any]) -> list[SignedEnvelope]:
+        """The stateless checks, on the pool; raise with every refusal listed."""
+        self._check_batch_size(items)
+        results = self.pool.check_sync(items)
+        return self._collect(results)
+
+    def _check_batch_size(self, items: Sequence[Any]) -> None:
+        if not items:
+            raise EncodingError("no envelopes submitted", code="empty-batch")
+        if len(items) > MAX_BATCH:
+            raise EncodingError(f"{len(items)} envelopes in one request; the limit is {MAX_BATCH}", code="batch-too-large")
+
+    @staticmethod
+    def _collect(results: list[tuple[Any, ...]]) -> list[SignedEnvelope]:
+        errors = [
+            {"index": i, "code": r[1], "detail": r[2], "status": r[3]}
+            for i, r in enumerate(results) if r[0] == "err"
+        ]
+        if errors:
+            raise _refusal(errors, len(results))
+        return [to_envelope(r) for r in results]
+
+    def admit(self, envelopes: Sequence[SignedEnvelope]) -> list[Future[Receipt]]:
+        """Stateful gateway checks, atomically for the whole batch, then queue."""
+        now = self.config.clock()
+        seen_ids, seen_nonces = self.store.seen(
+            [e.tx_id for e in envelopes], [(e.signer, e.nonce) for e in envelopes]
+        )
+        skew = self._max_skew_ms()
+        with self._lock:
+            errors: list[dict[str, Any]] = []
+            batch_ids: set[str] = set()
+            batch_nonces: set[tuple[str, str]] = set()
+            for i, env in enumerate(envelopes):
+                problem = self._admission_problem(env, now, skew, seen_ids, seen_nonces, batch_ids, batch_nonces)
+                if problem is not None:
+                    errors.append({"index": i, **problem})
+                batch_ids.add(env.tx_id)
+                batch_nonces.add((env.signer, env.nonce))
+            if errors:
+                raise _refusal(errors, len(envelopes))
+            self._pending_ids |= batch_ids
+            self._pending_nonces |= batch_nonces
+            pending = [_Pending(env) for env in envelopes]
+            for p in pending:
+                self._queue.put(p)
+        return [p.future for p in pending]
+
+    def close(self) -> None:
+        """Commit what is queued, then stop."""
+        if not self._running:
+            return
+        self._running = False
+        self._queue.put(None)
+        self._committer.join()
+        self.pool.close()
+        self.store.close()
+
+    # -- admission --------------------------------------------------------------
+
+    def _max_skew_ms(self) -> int:
+        params = self.store.get_state("params")
+        return DEFAULT_MAX_SKEW_MS if params is None else int(params["max_clock_skew_ms"])
+
+    def signer(self, kid: str) -> Signer | None:
+        """The committed identity behind a key (cached; invalidated by each block's writes)."""
+        try:
+            return self._signers[kid]
+        except KeyError:
+            pass
+        key = self.store.get_state("key/" + kid)
+        signer = None
+        if key is not None:
+            member = self.store.get_state("member/" + key["member"])
+            if member is not None:
+                signer = Signer(kid, key["member"], member["org"], member["role"],
+                                key["status"] == "active" and member["status"] == "active")
+        self._signers[kid] = signer
+        return signer
+
+    def _admission_problem(
+        self,
+        env: SignedEnvelope,
+        now: int,
+        skew: int,
+        seen_ids: set[str],
+        seen_nonces: set[tuple[str, str]],
+        batch_ids: set[str],
+        batch_nonces: set[tuple[str, str]],
+    ) -> dict[str, Any] | None:
+        if env.tx_id in seen_ids or env.tx_id in self._pending_ids or env.tx_id in batch_ids:
+            return {"code": "replayed-tx", "status": 409,
+                    "detail": f"transaction {env.tx_id} was already submitted"}
+        pair = (env.signer, env.nonce)
+        if pair in seen_nonces or pair in self._pending_nonces or pair in batch_nonces:
+            return {"code": "nonce-reused", "status": 409,
+                    "detail": f"nonce {env.nonce} was already used by this signer"}
+        if env.type == "genesis":
+            return {"code": "wrong-role", "status": 403, "detail": "a genesis cannot be submitted to a running ledger"}
+        signer = self.signer(env.signer)
+        if signer is None:
+            return {"code": "unknown-signer", "status": 401,
+                    "detail": f"key {env.signer} is not registered on this ledger"}
+        if not signer.active:
+            return {"code": "revoked-signer", "status": 403,
+                    "detail": f"the key of {signer.member} was revoked or rotated; it no longer signs"}
+        roles = self.registry.types[env.type].roles
+        if roles is not None and signer.role not in roles:
+            return {"code": "wrong-role", "status": 403,
+                    "detail": f"{signer.member} is a {signer.role}; {env.type} must be signed by "
+                              + " or ".join(sorted(roles))}
+        if abs(env.created_ms - now) > skew:
+            return {"code": "clock-skew", "status": 422,
+                    "detail": f"created_at {env.created_at} is more than {skew // 1000} s from the node's "
+                              f"clock {format_ms(now)}"}
+        return None
+
+    # -- ordering and commit ----------------------------------------------------
+
+    def _next_batch(self) -> list[_Pending] | None:
+        first = self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        deadline = time.monotonic() + self.config.max_wait_ms / 1000
+        limit = self.config.max_block_txs
+        while len(batch) < limit:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if item is None:
+                self._queue.put(None)
+                break
+            batch.append(item)
+        return batch
+
+    def _commit_loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                self._commit(batch)
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                log.exception("block commit failed")
+                error = exc if isinstance(exc, MedledgerError) else StoreError(f"block commit failed: {exc}")
+                with self._lock:
+                    for p in batch:
+                        self._pending_ids.discard(p.env.tx_id)
+                        self._pending_nonces.discard((p.env.signer, p.env.nonce))
+                for p in batch:
+                    p.future.set_exception(error)
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        envelopes = [p.env for p in batch]
+        block_ms = max(self.config.clock(), self.tip.block_ms)
+        built = build_block(
+            self.registry, self.store, self.tip, self.frontier, envelopes, None,
+            block_ms=block_ms, proposer=self.key.key_id, node_key=self.key,
+            ordering={"orderer": "embedded", "first_leaf": self.frontier.size},
+        )
+        self.store.append_block(built.block)
+        self.tip, self.frontier = built.tip, built.frontier
+        block = built.block
+        with self._lock:
+            for key in block.writes:
+                if key.startswith(("key/", "member/")):
+                    self._signers.clear()
+                    break
+            for env in envelopes:
+                self._pending_ids.discard(env.tx_id)
+                self._pending_nonces.discard((env.signer, env.nonce))
+        head = block.tree_head
+        for p, (leaf_index, *_), outcome in zip(batch, block.txs, built.outcomes, strict=True):
+            p.future.set_result(Receipt(
+                p.env.tx_id, outcome.status, block.header.height, leaf_index, block.block_hash, head,
+                outcome.codes, outcome.reason,
+            ))
+        for listener in self._listeners:
+            try:
+                listener(block.header.height, block.block_hash, envelopes, built.outcomes, head)
+            except Exception:  # noqa: BLE001 - a listener must not stop the ledger
+                log.exception("block listener failed")
+
+    def commit_genesis(self, genesis: SignedEnvelope, block_ms: int) -> None:
+        """Write block 0 directly (``init`` only): genesis is signed offline by the regulator."""
+        if self.tip.height != -1:
+            raise StoreError("this ledger already has a genesis block", code="already-initialised")
+        built = build_block(
+            self.registry, self.store, self.tip, self.frontier, [genesis], None,
+            block_ms=block_ms, proposer=self.key.key_id, node_key=self.key,
+            ordering={"orderer": "genesis", "first_leaf": 0},
+        )
+        if built.outcomes[0].status != "ACCEPTED":
+            raise StoreError(f"genesis refused: {built.outcomes[0].reason}", code="bad-genesis")
+        self.store.append_block(built.block)
+        self.tip, self.frontier = built.tip, built.frontier
+
+
+def _refusal(errors: list[dict[str, Any]], total: int) -> MedledgerError:
+    first = errors[0]
+    where = f"envelope {first['index']}" if total > 1 else "the envelope"
+    more = f" ({len(errors) - 1} more refused; see errors)" if len(errors) > 1 else ""
+    statuses = {e["status"] for e in errors}
+    return AdmissionError(
+        f"{where} was refused: {first['detail']}{more}; nothing was written",
+        code=first["code"] if len({e["code"] for e in errors}) == 1 else "batch-refused",
+        status=first["status"] if len(statuses) == 1 else 400,
+        errors=errors,
+    )
