@@ -91,9 +91,7 @@ class VerificationError(MedledgerError):
     code = "verification-failed"
     status = 500
 
-    def __init__(
-        self, message: str, *, height: int | None = None, tx_id: str | None = None, **detail: Any
-    ) -> None:
+    def __init__(self, message: str, *, height: int | None = None, tx_id: str | None = None, **detail: Any) -> None:
         super().__init__(message, height=height, tx_id=tx_id, **detail)
         self.height = height
         self.tx_id = tx_id

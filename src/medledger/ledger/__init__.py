@@ -1,1 +1,4 @@
-"""The ledger layer: canonical bytes, keys, envelopes, Merkle log, blocks, stores, verification. Knows nothing about medicine."""
+"""The ledger layer: canonical bytes, keys, envelopes, the Merkle log, blocks, stores, verification.
+
+It knows nothing about medicine: transaction types are registered from above.
+"""

@@ -85,13 +85,21 @@ class TreeHead:
 
     def signed_bytes(self) -> bytes:
         return canonical_bytes(
-            {"root_hash": self.root_hash, "signer": self.signer, "timestamp": self.timestamp, "tree_size": self.tree_size}
+            {
+                "root_hash": self.root_hash,
+                "signer": self.signer,
+                "timestamp": self.timestamp,
+                "tree_size": self.tree_size,
+            }
         )
 
     def sign(self, key: keys.SigningKey) -> TreeHead:
         unsigned = TreeHead(self.tree_size, self.root_hash, self.timestamp, key.key_id)
         return TreeHead(
-            self.tree_size, self.root_hash, self.timestamp, key.key_id,
+            self.tree_size,
+            self.root_hash,
+            self.timestamp,
+            key.key_id,
             b64e(key.sign(keys.TREE_HEAD_DOMAIN, unsigned.signed_bytes())),
         )
 

@@ -41,8 +41,7 @@ _four_byte_utf8 = re.compile(rb"[\xf0-\xf4]")
 
 def _refuse_float(text: str) -> Any:
     raise EncodingError(
-        f"number {text} is not an integer; signed data carries no floats "
-        "(use integers in minor units)",
+        f"number {text} is not an integer; signed data carries no floats (use integers in minor units)",
         code="float-not-allowed",
     )
 

@@ -18,7 +18,7 @@ from medledger.ledger import keys, merkle
 from medledger.ledger.block import BlockHeader, TreeHead, results_hash
 from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.identity import DEFAULT_MAX_SKEW_MS, signer_of
-from medledger.ledger.state import BlockState, StateReader, next_state_root
+from medledger.ledger.state import BlockState, StateReader, encode_writes, next_state_root
 from medledger.ledger.store import NewBlock
 from medledger.ledger.timefmt import format_ms
 from medledger.ledger.txtypes import REJECTED, Outcome, Registry, Signer, TxContext, rejected
@@ -105,6 +105,21 @@ class BuiltBlock:
     outcomes: list[Outcome]
     frontier: merkle.MerkleFrontier
     tip: Tip
+    #: the write set as values (``block.writes`` holds their canonical bytes)
+    writes: dict[str, Any | None]
+
+
+def _prefetch(registry: Registry, state: BlockState, envelopes: Sequence[SignedEnvelope]) -> None:
+    """One batched read for what the whole block will consult."""
+    signers = {"key/" + e.signer for e in envelopes}
+    state.prefetch(["params", *signers])
+    members = {"member/" + rec["member"] for k in signers if (rec := state.get(k)) is not None}
+    wanted: list[str] = list(members)
+    for env in envelopes:
+        tx_type = registry.types.get(env.type)
+        if tx_type is not None and tx_type.reads is not None:
+            wanted.extend(tx_type.reads(env.payload))
+    state.prefetch(wanted)
 
 
 def build_block(
@@ -129,6 +144,7 @@ def build_block(
     """
     height = tip.height + 1
     state = BlockState(base)
+    _prefetch(registry, state, envelopes)
     skew = max_skew_ms(state)
     first_leaf = frontier.size
     new_frontier = merkle.MerkleFrontier(frontier.size, frontier.cover())
@@ -140,8 +156,14 @@ def build_block(
     for offset, env in enumerate(envelopes):
         leaf_index = first_leaf + offset
         outcome = execute_tx(
-            registry, state, env, None if payloads is None else payloads[offset],
-            height=height, block_ms=block_ms, leaf_index=leaf_index, skew_ms=skew,
+            registry,
+            state,
+            env,
+            None if payloads is None else payloads[offset],
+            height=height,
+            block_ms=block_ms,
+            leaf_index=leaf_index,
+            skew_ms=skew,
         )
         if height == 0:
             skew = max_skew_ms(state)
@@ -153,7 +175,8 @@ def build_block(
     nodes = new_frontier.append_many(leaf_hashes)
     tree_root = new_frontier.root().hex()
     writes = state.writes
-    state_root = next_state_root(tip.state_root, writes)
+    encoded_writes = encode_writes(writes)
+    state_root = next_state_root(tip.state_root, encoded_writes)
     timestamp = format_ms(block_ms)
     header = BlockHeader(
         height=height,
@@ -175,5 +198,5 @@ def build_block(
     if node_key is not None:
         tree_head = tree_head.sign(node_key)
         signature = node_key.sign(keys.BLOCK_DOMAIN, header_bytes)
-    block = NewBlock(header, header_bytes, block_hash, signature, tree_head, txs, nodes, dict(writes))
-    return BuiltBlock(block, outcomes, new_frontier, Tip(height, block_hash, state_root, block_ms))
+    block = NewBlock(header, header_bytes, block_hash, signature, tree_head, txs, nodes, encoded_writes)
+    return BuiltBlock(block, outcomes, new_frontier, Tip(height, block_hash, state_root, block_ms), dict(writes))

@@ -113,7 +113,11 @@ def _fields(obj: Any) -> tuple[str, dict[str, Any], str, str, str, int]:
             code="malformed",
         )
     type_, payload, signer, nonce, created_at = (
-        obj["type"], obj["payload"], obj["signer"], obj["nonce"], obj["created_at"]
+        obj["type"],
+        obj["payload"],
+        obj["signer"],
+        obj["nonce"],
+        obj["created_at"],
     )
     if not isinstance(type_, str) or len(type_) > 64 or _type_pattern.fullmatch(type_) is None:
         raise EncodingError(f"envelope type {type_!r} is not a valid type name", code="malformed")
@@ -123,9 +127,7 @@ def _fields(obj: Any) -> tuple[str, dict[str, Any], str, str, str, int]:
         raise EncodingError("envelope signer must be a key id string", code="malformed")
     keys.public_key_bytes(signer)
     if not isinstance(nonce, str) or _nonce_pattern.fullmatch(nonce) is None:
-        raise EncodingError(
-            "envelope nonce must be 8 to 64 base64url characters", code="malformed"
-        )
+        raise EncodingError("envelope nonce must be 8 to 64 base64url characters", code="malformed")
     created_ms = parse_ms(created_at, what="created_at")
     return type_, payload, signer, nonce, created_at, created_ms
 
@@ -133,17 +135,13 @@ def _fields(obj: Any) -> tuple[str, dict[str, Any], str, str, str, int]:
 def from_parts(body: bytes, signature: bytes, *, check_signature: bool = True) -> SignedEnvelope:
     """Check canonical form, fields and (optionally) the signature of raw parts."""
     if len(body) > MAX_ENVELOPE_BYTES:
-        raise EncodingError(
-            f"envelope is {len(body)} bytes; the limit is {MAX_ENVELOPE_BYTES}", code="too-large"
-        )
+        raise EncodingError(f"envelope is {len(body)} bytes; the limit is {MAX_ENVELOPE_BYTES}", code="too-large")
     if len(signature) != 64:
         raise EncodingError("signature must be 64 bytes", code="malformed")
     type_, payload, signer, nonce, created_at, created_ms = _fields(parse_canonical(body))
     if check_signature:
         keys.verify(keys.ENVELOPE_DOMAIN, keys.public_key_bytes(signer), body, signature)
-    return SignedEnvelope(
-        body, signature, type_, payload, signer, nonce, created_at, created_ms, tx_id_of(body)
-    )
+    return SignedEnvelope(body, signature, type_, payload, signer, nonce, created_at, created_ms, tx_id_of(body))
 
 
 def from_wire(item: Any, *, check_signature: bool = True) -> SignedEnvelope:
@@ -158,9 +156,7 @@ def from_wire(item: Any, *, check_signature: bool = True) -> SignedEnvelope:
     if not isinstance(env, str) or not isinstance(sig, str):
         raise EncodingError("envelope and signature must be base64url strings", code="malformed")
     if len(env) > MAX_ENVELOPE_BYTES * 4 // 3 + 4:
-        raise EncodingError(
-            f"envelope is larger than the {MAX_ENVELOPE_BYTES}-byte limit", code="too-large"
-        )
+        raise EncodingError(f"envelope is larger than the {MAX_ENVELOPE_BYTES}-byte limit", code="too-large")
     return from_parts(
         b64d(env, what="envelope"), b64d(sig, what="signature", length=64), check_signature=check_signature
     )

@@ -11,7 +11,8 @@ State keys written here:
 * ``params``: ledger parameters (clock skew allowed, ...).
 * ``member/<id>``: ``{org, role, key, status, registered}``.
 * ``key/<kid>``: ``{member, status, since, until}`` (``until`` once inactive).
-* ``anchor/<sha256>``: ``{tx_id, member, label, height}``.
+
+``anchor.record`` writes no state: the log entry is the record.
 """
 
 from __future__ import annotations
@@ -99,8 +100,7 @@ def validator(model: type[_Payload]) -> Callable[[dict[str, Any]], Any]:
             return model.model_validate(payload)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
-                for err in exc.errors()[:5]
+                f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in exc.errors()[:5]
             )
             raise EncodingError(f"invalid {model.__name__} payload: {problems}", code="invalid-payload") from None
 
@@ -204,27 +204,40 @@ def _revoke(ctx: TxContext) -> Outcome:
 
 
 def _anchor(ctx: TxContext) -> Outcome:
-    p: Anchor = ctx.payload
-    key = "anchor/" + p.sha256
-    existing = ctx.state.get(key)
-    if existing is not None:
-        return rejected("ANCHOR-EXISTS", f"that document was already anchored by transaction {existing['tx_id']}")
-    ctx.state.put(
-        key, {"tx_id": ctx.envelope.tx_id, "member": ctx.signer.member, "label": p.label, "height": ctx.height}
-    )
+    """An anchor is evidence, not state: the log entry and its inclusion proof are
+    the proof that this member committed this digest at this time. Anchoring the
+    same digest again is allowed (a re-sent export is a fact worth logging too)."""
     return OK
 
 
-GENESIS = TxType("genesis", frozenset({REGULATOR}), validator(Genesis), _genesis, "names the consortium, regulator and nodes")
+GENESIS = TxType(
+    "genesis", frozenset({REGULATOR}), validator(Genesis), _genesis, "names the consortium, regulator and nodes"
+)
 CORE_TYPES = (
-    TxType("member.register", frozenset({REGULATOR, ADMIN}), validator(Register), _register,
-           "registers a member's key with its organisation and role"),
-    TxType("member.rotate", None, validator(Rotate), _rotate,
-           "replaces a member's key; the old key stops counting from this block"),
-    TxType("member.revoke", None, validator(Revoke), _revoke,
-           "revokes a member and its key; its signatures stop counting from this block"),
-    TxType("anchor.record", None, validator(Anchor), _anchor,
-           "commits the SHA-256 of an external document under a label"),
+    TxType(
+        "member.register",
+        frozenset({REGULATOR, ADMIN}),
+        validator(Register),
+        _register,
+        "registers a member's key with its organisation and role",
+    ),
+    TxType(
+        "member.rotate",
+        None,
+        validator(Rotate),
+        _rotate,
+        "replaces a member's key; the old key stops counting from this block",
+    ),
+    TxType(
+        "member.revoke",
+        None,
+        validator(Revoke),
+        _revoke,
+        "revokes a member and its key; its signatures stop counting from this block",
+    ),
+    TxType(
+        "anchor.record", None, validator(Anchor), _anchor, "commits the SHA-256 of an external document under a label"
+    ),
 )
 
 

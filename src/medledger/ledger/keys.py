@@ -85,9 +85,7 @@ def verify(domain: bytes, public_key: bytes, message: bytes, signature: bytes) -
     try:
         nacl.signing.VerifyKey(public_key).verify(domain + message, signature)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
-        raise SignatureError(
-            "signature does not verify under the signer's key", code="bad-signature"
-        ) from exc
+        raise SignatureError("signature does not verify under the signer's key", code="bad-signature") from exc
 
 
 def is_valid(domain: bytes, public_key: bytes, message: bytes, signature: bytes) -> bool:

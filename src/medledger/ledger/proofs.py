@@ -23,19 +23,23 @@ def _fetch(store: NodeReader, ranges: list[merkle.Range]) -> list[bytes]:
     ids = merkle.nodes_needed(ranges)
     nodes = store.tree_nodes(ids)
     if len(nodes) != len(set(ids)):
-        raise NotFoundError("the store lacks Merkle nodes this proof needs; run `medledger verify`",
-                            code="store-incomplete", status=500)
+        raise NotFoundError(
+            "the store lacks Merkle nodes this proof needs; run `medledger verify`", code="store-incomplete", status=500
+        )
     return merkle.proof_from_nodes(ranges, nodes)
 
 
 def inclusion_proof(store: NodeReader, leaf_index: int, tree_size: int, current_size: int) -> list[bytes]:
     """Audit path for ``leaf_index`` in the tree of ``tree_size`` (any size up to the current one)."""
     if not 0 < tree_size <= current_size:
-        raise ProofError(f"tree_size must be between 1 and the current size {current_size}, got {tree_size}",
-                         code="bad-tree-size")
+        raise ProofError(
+            f"tree_size must be between 1 and the current size {current_size}, got {tree_size}", code="bad-tree-size"
+        )
     if leaf_index >= tree_size:
-        raise ProofError(f"leaf {leaf_index} is not in a tree of size {tree_size}; ask for tree_size > {leaf_index}",
-                         code="bad-tree-size")
+        raise ProofError(
+            f"leaf {leaf_index} is not in a tree of size {tree_size}; ask for tree_size > {leaf_index}",
+            code="bad-tree-size",
+        )
     return _fetch(store, merkle.inclusion_ranges(leaf_index, tree_size))
 
 

@@ -2,7 +2,12 @@
 
 One block is one SQLite transaction committed with ``synchronous=FULL``, so
 the write-ahead log is fsynced before ``append_block`` returns: a block is
-either wholly on disk or absent after a crash. The committer thread owns the
+either wholly on disk or absent after a crash.
+
+Merkle nodes are stored as *runs*: the perfect nodes a block completes are
+contiguous at each level, so each block writes one row per level (a blob of
+hashes) instead of about two rows per transaction, which keeps the ingest
+path cheap; a proof still reads only O(log n) rows by primary key. The committer thread owns the
 one writing connection; every other thread reads through its own connection,
 which WAL lets run beside the writer without blocking it.
 """
@@ -20,7 +25,6 @@ import orjson
 from medledger.errors import StoreError
 from medledger.ledger import merkle
 from medledger.ledger.block import BlockHeader, TreeHead
-from medledger.ledger.canonical import canonical_bytes
 from medledger.ledger.store import BlockRecord, ChainTip, NewBlock, NodeId, TxRecord
 from medledger.ledger.timefmt import parse_ms
 
@@ -28,27 +32,50 @@ SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks(
-    height INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE,
-    header BLOB NOT NULL, signature BLOB NOT NULL);
+    height INTEGER PRIMARY KEY, hash TEXT NOT NULL, header BLOB NOT NULL, signature BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tree_heads(
-    tree_size INTEGER PRIMARY KEY, height INTEGER NOT NULL UNIQUE, root_hash TEXT NOT NULL,
+    height INTEGER PRIMARY KEY, tree_size INTEGER NOT NULL, root_hash TEXT NOT NULL,
     timestamp TEXT NOT NULL, signer TEXT NOT NULL, signature TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS tree_heads_size ON tree_heads(tree_size);
 CREATE TABLE IF NOT EXISTS txs(
-    leaf_index INTEGER PRIMARY KEY, height INTEGER NOT NULL, tx_id BLOB NOT NULL UNIQUE,
+    leaf_index INTEGER PRIMARY KEY, height INTEGER NOT NULL, tx_id BLOB NOT NULL,
     signer TEXT NOT NULL, nonce TEXT NOT NULL, body BLOB NOT NULL, signature BLOB NOT NULL,
-    outcome BLOB NOT NULL, UNIQUE(nonce, signer));
-CREATE INDEX IF NOT EXISTS txs_height ON txs(height);
-CREATE TABLE IF NOT EXISTS tree_nodes(
-    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
-    PRIMARY KEY(level, idx)) WITHOUT ROWID;
+    outcome BLOB NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS txs_tx_id ON txs(tx_id);
+CREATE UNIQUE INDEX IF NOT EXISTS txs_nonce ON txs(nonce, signer);
+CREATE TABLE IF NOT EXISTS tree_runs(
+    level INTEGER NOT NULL, start INTEGER NOT NULL, height INTEGER NOT NULL, hashes BLOB NOT NULL,
+    PRIMARY KEY(level, start)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state(
     key TEXT PRIMARY KEY, value BLOB NOT NULL, height INTEGER NOT NULL) WITHOUT ROWID;
 """
+#: Secondary indexes that answers rely on; verify checks every lookup through each.
+INDEXES = ("txs_tx_id", "txs_nonce", "tree_heads_size")
 DB_NAME = "ledger.sqlite"
 
 
+def node_runs(nodes: Sequence[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """Group perfect nodes into contiguous (level, start, hashes) runs."""
+    by_level: dict[int, list[tuple[int, bytes]]] = {}
+    for level, idx, value in nodes:
+        by_level.setdefault(level, []).append((idx, value))
+    runs: list[tuple[int, int, bytes]] = []
+    for level, items in by_level.items():
+        items.sort()
+        start = prev = items[0][0]
+        chunk = [items[0][1]]
+        for idx, value in items[1:]:
+            if idx != prev + 1:
+                runs.append((level, start, b"".join(chunk)))
+                start, chunk = idx, []
+            chunk.append(value)
+            prev = idx
+        runs.append((level, start, b"".join(chunk)))
+    return runs
+
+
 def _tx(row: tuple[Any, ...]) -> TxRecord:
-    return TxRecord(row[0], row[1], row[2].hex(), row[3], row[4], row[5])
+    return TxRecord(row[0], row[1], row[2].hex(), row[3], row[4], row[5], row[6], row[7])
 
 
 class SqliteStore:
@@ -58,7 +85,9 @@ class SqliteStore:
         self.path = Path(data_dir) / DB_NAME
         self.readonly = readonly
         if readonly and not self.path.exists():
-            raise StoreError(f"no ledger at {self.path}; run `medledger init --data {data_dir}` first", code="no-ledger")
+            raise StoreError(
+                f"no ledger at {self.path}; run `medledger init --data {data_dir}` first", code="no-ledger"
+            )
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
@@ -74,8 +103,9 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         try:
             if self.readonly:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
-                                       isolation_level=None)
+                conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+                )
             else:
                 conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -110,27 +140,43 @@ class SqliteStore:
                 )
                 conn.execute(
                     "INSERT INTO tree_heads VALUES(?,?,?,?,?,?)",
-                    (head.tree_size, block.header.height, head.root_hash, head.timestamp, head.signer, head.signature),
+                    (block.header.height, head.tree_size, head.root_hash, head.timestamp, head.signer, head.signature),
                 )
                 height = block.header.height
                 conn.executemany(
                     "INSERT INTO txs VALUES(?,?,?,?,?,?,?,?)",
-                    [(li, height, bytes.fromhex(tid), sg, nc, body, sig, oc)
-                     for li, tid, sg, nc, body, sig, oc in block.txs],
+                    [
+                        (li, height, bytes.fromhex(tid), sg, nc, body, sig, oc)
+                        for li, tid, sg, nc, body, sig, oc in block.txs
+                    ],
                 )
-                conn.executemany("INSERT INTO tree_nodes VALUES(?,?,?)", block.nodes)
+                self._insert_runs(conn, block.nodes, height)
                 deletes = [(k,) for k, v in block.writes.items() if v is None]
                 if deletes:
                     conn.executemany("DELETE FROM state WHERE key=?", deletes)
                 conn.executemany(
                     "INSERT OR REPLACE INTO state VALUES(?,?,?)",
-                    [(k, canonical_bytes(v), height) for k, v in block.writes.items() if v is not None],
+                    [(k, v, height) for k, v in block.writes.items() if v is not None],
                 )
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StoreError(f"cannot commit block {block.header.height}: {exc}") from exc
+
+    @staticmethod
+    def _insert_runs(conn: sqlite3.Connection, nodes: Sequence[tuple[int, int, bytes]], height: int) -> None:
+        conn.executemany(
+            "INSERT INTO tree_runs VALUES(?,?,?,?)",
+            [(level, start, height, blob) for level, start, blob in node_runs(nodes)],
+        )
+
+    def append_tree_nodes(self, nodes: Sequence[tuple[int, int, bytes]], height: int) -> None:
+        """Bulk-load Merkle nodes (benchmarks build large trees this way)."""
+        if self._writer is None:
+            raise StoreError("store is open read-only")
+        with self._write_lock, self._writer:
+            self._insert_runs(self._writer, nodes, height)
 
     # -- reads ------------------------------------------------------------------
 
@@ -145,6 +191,18 @@ class SqliteStore:
         row = self._reader.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
 
+    def get_states(self, keys: Iterable[str]) -> dict[str, Any]:
+        wanted = list(keys)
+        out: dict[str, Any] = {}
+        conn = self._reader
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for key, value in conn.execute(
+                f"SELECT key, value FROM state WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                out[key] = orjson.loads(value)
+        return out
+
     def state_items(self, prefix: str = "") -> Iterator[tuple[str, Any, int]]:
         cur = self._reader.execute(
             "SELECT key, value, height FROM state WHERE key >= ? AND key < ? ORDER BY key",
@@ -153,14 +211,12 @@ class SqliteStore:
         for key, value, height in cur:
             yield key, orjson.loads(value), height
 
-    def seen(
-        self, tx_ids: Sequence[str], nonces: Sequence[tuple[str, str]]
-    ) -> tuple[set[str], set[tuple[str, str]]]:
+    def seen(self, tx_ids: Sequence[str], nonces: Sequence[tuple[str, str]]) -> tuple[set[str], set[tuple[str, str]]]:
         conn = self._reader
         found_ids: set[str] = set()
         found_nonces: set[tuple[str, str]] = set()
         for start in range(0, len(tx_ids), 500):
-            chunk = [bytes.fromhex(t) for t in tx_ids[start:start + 500]]
+            chunk = [bytes.fromhex(t) for t in tx_ids[start : start + 500]]
             rows = conn.execute(
                 f"SELECT tx_id FROM txs WHERE tx_id IN ({','.join('?' * len(chunk))})", chunk
             ).fetchall()
@@ -168,14 +224,14 @@ class SqliteStore:
         wanted = set(nonces)
         nonce_list = list({n for _, n in nonces})
         for start in range(0, len(nonce_list), 500):
-            chunk = nonce_list[start:start + 500]
+            some = nonce_list[start : start + 500]
             rows = conn.execute(
-                f"SELECT signer, nonce FROM txs WHERE nonce IN ({','.join('?' * len(chunk))})", chunk
+                f"SELECT signer, nonce FROM txs WHERE nonce IN ({','.join('?' * len(some))})", some
             ).fetchall()
             found_nonces.update(pair for pair in map(tuple, rows) if pair in wanted)
         return found_ids, found_nonces
 
-    _TX_COLS = "leaf_index, height, tx_id, body, signature, outcome"
+    _TX_COLS = "leaf_index, height, tx_id, body, signature, outcome, signer, nonce"
 
     def tx(self, tx_id: str) -> TxRecord | None:
         try:
@@ -192,7 +248,7 @@ class SqliteStore:
     def block(self, height: int) -> BlockRecord | None:
         row = self._reader.execute(
             "SELECT b.height, b.header, b.hash, b.signature, t.tree_size, t.root_hash, t.timestamp, t.signer, "
-            "t.signature FROM blocks b JOIN tree_heads t ON t.height = b.height WHERE b.height=?",
+            "t.signature FROM blocks b LEFT JOIN tree_heads t ON t.height = b.height WHERE b.height=?",
             (height,),
         ).fetchone()
         if row is None:
@@ -200,8 +256,17 @@ class SqliteStore:
         return BlockRecord(row[0], row[1], row[2], row[3], TreeHead(row[4], row[5], row[6], row[7], row[8]))
 
     def block_txs(self, height: int) -> list[TxRecord]:
+        row = self._reader.execute("SELECT header FROM blocks WHERE height=?", (height,)).fetchone()
+        if row is None:
+            return []
+        try:
+            header = orjson.loads(row[0])
+            first = header["tree_size"] - header["tx_count"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise StoreError(f"block {height} header is damaged; run `medledger verify`") from exc
         rows = self._reader.execute(
-            f"SELECT {self._TX_COLS} FROM txs WHERE height=? ORDER BY leaf_index", (height,)
+            f"SELECT {self._TX_COLS} FROM txs WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+            (first, header["tree_size"]),
         ).fetchall()
         return [_tx(r) for r in rows]
 
@@ -214,16 +279,38 @@ class SqliteStore:
         return None if row is None else TreeHead(*row)
 
     def tree_nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
-        wanted = list(dict.fromkeys(ids))
+        """The stored perfect nodes asked for (missing ones are simply absent)."""
         out: dict[NodeId, bytes] = {}
         conn = self._reader
-        for start in range(0, len(wanted), 400):
-            chunk = wanted[start:start + 400]
-            params = [v for pair in chunk for v in pair]
-            clause = " OR ".join(["(level=? AND idx=?)"] * len(chunk))
-            for level, idx, value in conn.execute(f"SELECT level, idx, hash FROM tree_nodes WHERE {clause}", params):
-                out[(level, idx)] = value
+        runs: dict[int, list[tuple[int, bytes]]] = {}
+        for level, idx in ids:
+            if (level, idx) in out:
+                continue
+            blob = None
+            for start, hashes in runs.get(level, ()):
+                if start <= idx < start + len(hashes) // 32:
+                    blob = (start, hashes)
+                    break
+            if blob is None:
+                row = conn.execute(
+                    "SELECT start, hashes FROM tree_runs WHERE level=? AND start<=? ORDER BY start DESC LIMIT 1",
+                    (level, idx),
+                ).fetchone()
+                if row is None:
+                    continue
+                blob = (row[0], bytes(row[1]))
+                runs.setdefault(level, []).append(blob)
+            offset = (idx - blob[0]) * 32
+            if 0 <= offset < len(blob[1]):
+                out[(level, idx)] = blob[1][offset : offset + 32]
         return out
+
+    def iter_tree_runs(self) -> Iterator[tuple[int, int, int, bytes]]:
+        """Every stored run (level, start, height, hashes), for verify."""
+        for level, start, height, hashes in self._reader.execute(
+            "SELECT level, start, height, hashes FROM tree_runs ORDER BY level, start"
+        ):
+            yield level, start, height, bytes(hashes)
 
     def frontier_cover(self, tree_size: int) -> list[bytes]:
         ids = merkle.perfect_cover(0, tree_size)
@@ -231,13 +318,24 @@ class SqliteStore:
         return [nodes[i] for i in ids]
 
     def iter_blocks(self) -> Iterator[tuple[BlockRecord, list[TxRecord]]]:
-        height = 0
-        while True:
+        """Blocks in height order with their transactions, trusting no header.
+
+        Transactions are streamed once in leaf order and grouped by their
+        ``height`` column, so a damaged header cannot hide or misplace rows:
+        whatever is grouped wrongly shows up as a count or position mismatch.
+        """
+        conn = self.connection()
+        txs = conn.execute(f"SELECT {self._TX_COLS} FROM txs ORDER BY leaf_index")
+        pending = txs.fetchone()
+        for (height,) in conn.execute("SELECT height FROM blocks ORDER BY height").fetchall():
             record = self.block(height)
             if record is None:
-                return
-            yield record, self.block_txs(height)
-            height += 1
+                record = BlockRecord(height, b"", "", b"", TreeHead(-1, "", "", "", ""))
+            group: list[TxRecord] = []
+            while pending is not None and pending[1] <= height:
+                group.append(_tx(pending))
+                pending = txs.fetchone()
+            yield record, group
 
     def meta(self, key: str) -> bytes | None:
         row = self._reader.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

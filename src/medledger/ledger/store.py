@@ -27,6 +27,9 @@ class TxRecord:
     body: bytes
     signature: bytes
     outcome: bytes
+    #: index columns (derived from ``body``; verify re-derives them)
+    signer: str = ""
+    nonce: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,8 @@ class NewBlock:
     #: (leaf_index, tx_id, signer, nonce, body, signature, outcome_bytes)
     txs: Sequence[tuple[int, str, str, str, bytes, bytes, bytes]]
     nodes: Sequence[tuple[int, int, bytes]]
-    writes: dict[str, Any | None]
+    #: canonical bytes of each written state value (None = deleted)
+    writes: dict[str, bytes | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,8 +43,12 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "ok": True, "blocks": self.blocks, "transactions": self.transactions,
-            "tree_size": self.tree_size, "root_hash": self.root_hash, "state_keys": self.state_keys,
+            "ok": True,
+            "blocks": self.blocks,
+            "transactions": self.transactions,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "state_keys": self.state_keys,
         }
 
 
@@ -59,8 +63,9 @@ class _NodeKeyCheck:
         if height == 0:
             return  # checked after genesis executes (the genesis names the nodes)
         if signer is None or not signer.active or signer.role != NODE:
-            raise VerificationError(f"{what} of block {height} is signed by {kid}, which is not an active node key",
-                                    height=height)
+            raise VerificationError(
+                f"{what} of block {height} is signed by {kid}, which is not an active node key", height=height
+            )
 
 
 def _fail(message: str, height: int, tx_id: str | None = None) -> VerificationError:
@@ -68,12 +73,26 @@ def _fail(message: str, height: int, tx_id: str | None = None) -> VerificationEr
 
 
 def verify_store(
-    store: SqliteStore, registry: Registry, *, progress: Progress | None = None,
+    store: SqliteStore,
+    registry: Registry,
+    *,
+    progress: Progress | None = None,
     check_signatures: Callable[[list[SignedEnvelope]], list[bool]] | None = None,
 ) -> VerifyReport:
     """Raise :class:`VerificationError` at the first bad height; return a report if all holds."""
+    try:
+        return _verify(store, registry, progress, check_signatures)
+    except sqlite3.DatabaseError as exc:
+        raise VerificationError(f"the store file is damaged: {exc}", height=None) from exc
+
+
+def _verify(
+    store: SqliteStore,
+    registry: Registry,
+    progress: Progress | None,
+    check_signatures: Callable[[list[SignedEnvelope]], list[bool]] | None,
+) -> VerifyReport:
     conn = store.connection()
-    _integrity(conn)
     total = conn.execute("SELECT COUNT(*) FROM blocks").fetchone()[0]
     if total == 0:
         raise VerificationError("the ledger has no blocks (no genesis)", height=0)
@@ -81,7 +100,9 @@ def verify_store(
     nodes_check = _NodeKeyCheck(state)
     tip = Tip(-1, GENESIS_PREV_HASH, GENESIS_STATE_ROOT, 0)
     frontier = merkle.MerkleFrontier()
-    expected_nodes: dict[tuple[int, int], bytes] = {}
+    expected_nodes: dict[tuple[int, int], tuple[bytes, int]] = {}
+    seen_ids: set[str] = set()
+    seen_nonces: set[tuple[str, str]] = set()
     tx_count = 0
     leaf_heights: list[tuple[int, int]] = []  # (first leaf, height) per block, to name heights later
     for record, txs in store.iter_blocks():
@@ -100,21 +121,42 @@ def verify_store(
         for i, tx in enumerate(txs):
             expected_leaf = frontier.size + i
             if tx.leaf_index != expected_leaf or tx.height != height:
-                raise _fail(f"block {height}: entry at leaf {tx.leaf_index} is out of place (expected leaf "
-                            f"{expected_leaf})", height, tx.tx_id)
+                raise _fail(
+                    f"block {height}: entry at leaf {tx.leaf_index} is out of place (expected leaf {expected_leaf})",
+                    height,
+                    tx.tx_id,
+                )
             try:
                 env = from_parts(tx.body, tx.signature, check_signature=check_signatures is None)
             except MedledgerError as exc:
                 raise _fail(f"block {height}, leaf {tx.leaf_index}: {exc.message}", height, tx.tx_id) from exc
             if env.tx_id != tx.tx_id:
-                raise _fail(f"block {height}, leaf {tx.leaf_index}: stored tx_id {tx.tx_id} is not the hash of "
-                            "the envelope", height, tx.tx_id)
+                raise _fail(
+                    f"block {height}, leaf {tx.leaf_index}: stored tx_id {tx.tx_id} is not the hash of the envelope",
+                    height,
+                    tx.tx_id,
+                )
+            if (env.signer, env.nonce) != (tx.signer, tx.nonce):
+                raise _fail(
+                    f"block {height}, leaf {tx.leaf_index}: the signer/nonce index columns do not match the envelope",
+                    height,
+                    tx.tx_id,
+                )
+            if env.tx_id in seen_ids or (env.signer, env.nonce) in seen_nonces:
+                raise _fail(
+                    f"block {height}, leaf {tx.leaf_index}: transaction replays an earlier tx_id or nonce",
+                    height,
+                    tx.tx_id,
+                )
+            seen_ids.add(env.tx_id)
+            seen_nonces.add((env.signer, env.nonce))
             envelopes.append(env)
         if check_signatures is not None:
             for env, good in zip(envelopes, check_signatures(envelopes), strict=True):
                 if not good:
-                    raise _fail(f"block {height}: signature of transaction {env.tx_id} does not verify",
-                                height, env.tx_id)
+                    raise _fail(
+                        f"block {height}: signature of transaction {env.tx_id} does not verify", height, env.tx_id
+                    )
         try:
             block_ms = parse_ms(header.timestamp)
         except MedledgerError as exc:
@@ -123,50 +165,103 @@ def verify_store(
             raise _fail(f"block {height}: timestamp goes back in time", height)
         nodes_check.require(header.proposer, height, "header")
         built = build_block(
-            registry, state, tip, frontier, envelopes, None, block_ms=block_ms,
-            proposer=header.proposer, node_key=None, ordering=header.ordering,
+            registry,
+            state,
+            tip,
+            frontier,
+            envelopes,
+            None,
+            block_ms=block_ms,
+            proposer=header.proposer,
+            node_key=None,
+            ordering=header.ordering,
         )
         mine = built.block.header
         for env, stored, outcome in zip(envelopes, txs, built.block.txs, strict=True):
             if stored.outcome != outcome[6]:
-                raise _fail(f"block {height}: stored outcome of transaction {env.tx_id} is "
-                            f"{stored.outcome.decode(errors='replace')}, re-execution gives "
-                            f"{outcome[6].decode()}", height, env.tx_id)
+                raise _fail(
+                    f"block {height}: stored outcome of transaction {env.tx_id} is "
+                    f"{stored.outcome.decode(errors='replace')}, re-execution gives "
+                    f"{outcome[6].decode()}",
+                    height,
+                    env.tx_id,
+                )
         for name in ("prev_hash", "tx_root", "tx_count", "results_hash", "state_root", "tree_size", "tree_root"):
             if getattr(mine, name) != getattr(header, name):
-                raise _fail(f"block {height}: header {name} is {getattr(header, name)!r}, re-derived "
-                            f"{getattr(mine, name)!r}", height)
+                raise _fail(
+                    f"block {height}: header {name} is {getattr(header, name)!r}, re-derived {getattr(mine, name)!r}",
+                    height,
+                )
         try:
-            keys.verify(keys.BLOCK_DOMAIN, keys.public_key_bytes(header.proposer), record.header_bytes,
-                        record.signature)
+            keys.verify(
+                keys.BLOCK_DOMAIN, keys.public_key_bytes(header.proposer), record.header_bytes, record.signature
+            )
         except MedledgerError as exc:
             raise _fail(f"block {height}: block signature does not verify", height) from exc
         head = record.tree_head
         if (head.tree_size, head.root_hash, head.timestamp) != (mine.tree_size, mine.tree_root, mine.timestamp):
-            raise _fail(f"block {height}: stored tree head ({head.tree_size}, {head.root_hash}) does not match "
-                        "the block", height)
+            raise _fail(
+                f"block {height}: stored tree head ({head.tree_size}, {head.root_hash}) does not match the block",
+                height,
+            )
         try:
             head.verify_signature()
         except MedledgerError as exc:
             raise _fail(f"block {height}: tree head signature does not verify", height) from exc
         nodes_check.require(head.signer, height, "tree head")
-        state.apply(built.block.writes, height)
+        state.apply(built.writes, height)
         if height == 0:
             nodes_check.require(header.proposer, 1, "header of genesis")
             nodes_check.require(head.signer, 1, "tree head of genesis")
         for level, idx, value in built.block.nodes:
-            expected_nodes[(level, idx)] = value
+            expected_nodes[(level, idx)] = value, height
         leaf_heights.append((frontier.size, height))
         tip, frontier = built.tip, built.frontier
         tx_count += len(txs)
         if progress is not None:
             progress(height + 1, total)
-    _compare_state(conn, state)
-    _compare_nodes(conn, expected_nodes, leaf_heights)
     extra = conn.execute("SELECT COUNT(*) FROM txs WHERE leaf_index >= ?", (frontier.size,)).fetchone()[0]
     if extra:
         raise _fail(f"{extra} transactions are stored beyond the last block", tip.height + 1)
+    _compare_state(conn, state)
+    _compare_nodes(store, expected_nodes, leaf_heights)
+    _check_indexes(conn, leaf_heights)
+    _integrity(conn)
     return VerifyReport(tip.height + 1, tx_count, frontier.size, frontier.root().hex(), len(state.values))
+
+
+def _check_indexes(conn: sqlite3.Connection, leaf_heights: list[tuple[int, int]]) -> None:
+    """Every lookup the API answers through a secondary index must find the right row."""
+    rows = conn.execute("SELECT leaf_index, tx_id, nonce, signer FROM txs ORDER BY leaf_index").fetchall()
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        by_id = dict(
+            conn.execute(
+                f"SELECT tx_id, leaf_index FROM txs INDEXED BY txs_tx_id WHERE tx_id IN ({marks})",
+                [r[1] for r in chunk],
+            ).fetchall()
+        )
+        by_nonce = {
+            (n, sg): li
+            for n, sg, li in conn.execute(
+                f"SELECT nonce, signer, leaf_index FROM txs INDEXED BY txs_nonce WHERE nonce IN ({marks})",
+                [r[2] for r in chunk],
+            )
+        }
+        for leaf, tx_id, nonce, signer in chunk:
+            if by_id.get(tx_id) != leaf or by_nonce.get((nonce, signer)) != leaf:
+                height = _height_of_leaf(leaf, leaf_heights)
+                raise _fail(
+                    f"the transaction index does not lead to leaf {leaf}: lookups by tx_id or nonce would answer "
+                    "wrongly",
+                    height,
+                    bytes(tx_id).hex(),
+                )
+    for height, size in conn.execute("SELECT height, tree_size FROM tree_heads ORDER BY height").fetchall():
+        found = conn.execute("SELECT height FROM tree_heads INDEXED BY tree_heads_size WHERE tree_size=?", (size,))
+        if found.fetchone() != (height,):
+            raise _fail(f"the tree-head index does not lead to the tree head of block {height}", height)
 
 
 def _integrity(conn: sqlite3.Connection) -> None:
@@ -176,8 +271,8 @@ def _integrity(conn: sqlite3.Connection) -> None:
         raise VerificationError(f"the store file is damaged: {exc}", height=None) from exc
     if rows != [("ok",)]:
         raise VerificationError(
-            "SQLite integrity check failed (a table and its index disagree): "
-            + "; ".join(r[0] for r in rows[:3]), height=None,
+            "SQLite integrity check failed (a table and its index disagree): " + "; ".join(r[0] for r in rows[:3]),
+            height=None,
         )
 
 
@@ -190,7 +285,10 @@ def _compare_state(conn: sqlite3.Connection, state: MemoryState) -> None:
         if expected is None:
             raise _fail(f"world state holds key {key!r} that no transaction wrote", int(height))
         if bytes(value) != canonical_bytes(expected) or height != written:
-            raise _fail(f"world state {key!r} differs from what block {written} wrote", written or 0)
+            raise _fail(
+                f"world state {key!r} differs from what block {written} wrote (stored as of block {height})",
+                written or 0,
+            )
     missing = set(state.values) - stored_keys
     if missing:
         key = sorted(missing)[0]
@@ -203,28 +301,31 @@ def _height_of_leaf(leaf: int, leaf_heights: list[tuple[int, int]]) -> int:
 
 
 def _compare_nodes(
-    conn: sqlite3.Connection, expected: dict[tuple[int, int], bytes], leaf_heights: list[tuple[int, int]]
+    store: SqliteStore, expected: dict[tuple[int, int], tuple[bytes, int]], leaf_heights: list[tuple[int, int]]
 ) -> None:
     count = 0
-    for level, idx, value in conn.execute("SELECT level, idx, hash FROM tree_nodes"):
-        count += 1
-        want = expected.get((level, idx))
-        if want is None or bytes(value) != want:
-            last_leaf = ((idx + 1) << level) - 1
-            height = _height_of_leaf(last_leaf, leaf_heights)
-            raise _fail(f"Merkle node (level {level}, index {idx}) differs from the tree re-derived from the "
-                        f"envelopes (completed by block {height})", height)
+    for level, start, run_height, hashes in store.iter_tree_runs():
+        for offset in range(0, max(len(hashes), 1), 32):
+            idx = start + offset // 32
+            count += 1
+            want = expected.get((level, idx))
+            if want is None or hashes[offset : offset + 32] != want[0] or run_height != want[1]:
+                height = want[1] if want is not None else _height_of_leaf(((idx + 1) << level) - 1, leaf_heights)
+                raise _fail(
+                    f"Merkle node (level {level}, index {idx}) differs from the tree re-derived from the "
+                    f"envelopes (completed by block {height})",
+                    height,
+                )
     if count != len(expected):
         raise _fail(f"{len(expected) - count} Merkle nodes are missing from the store", leaf_heights[-1][1])
 
 
-def signature_checker(pool_check: Callable[[list[Any]], list[tuple[Any, ...]]]) -> Callable[
-    [list[SignedEnvelope]], list[bool]
-]:
+def signature_checker(
+    pool_check: Callable[[list[Any]], list[tuple[Any, ...]]],
+) -> Callable[[list[SignedEnvelope]], list[bool]]:
     """Adapt a verify pool so replay checks signatures on every core."""
 
     def check(envelopes: list[SignedEnvelope]) -> list[bool]:
         return [r[0] == "ok" or r[1] != "bad-signature" for r in pool_check([e.to_wire() for e in envelopes])]
 
     return check
-

@@ -36,42 +36,69 @@ class LedgerKeys:
     @classmethod
     def load(cls, data_dir: Path) -> LedgerKeys:
         d = data_dir / "keys"
-        return cls(SigningKey.from_file(d / "regulator.key"), SigningKey.from_file(d / "node.key"),
-                   SigningKey.from_file(d / "demo-admin.key"))
+        return cls(
+            SigningKey.from_file(d / "regulator.key"),
+            SigningKey.from_file(d / "node.key"),
+            SigningKey.from_file(d / "demo-admin.key"),
+        )
 
 
-def init_ledger(data_dir: Path, *, consortium: str = "Demo Province Internet Medical Supervision",
-                max_clock_skew_ms: int = 300_000) -> LedgerKeys:
+def init_ledger(
+    data_dir: Path, *, consortium: str = "Demo Province Internet Medical Supervision", max_clock_skew_ms: int = 300_000
+) -> LedgerKeys:
     """Create ``data_dir`` with keys, genesis (block 0) and the demo admin (block 1)."""
     data_dir = Path(data_dir)
     if (data_dir / DB_NAME).exists():
-        raise StoreError(f"{data_dir} already holds a ledger; choose an empty directory", code="already-initialised",
-                         status=409)
+        raise StoreError(
+            f"{data_dir} already holds a ledger; choose an empty directory", code="already-initialised", status=409
+        )
     regulator, node_key, admin = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
     keys_dir = data_dir / "keys"
     regulator.to_file(keys_dir / "regulator.key")
     node_key.to_file(keys_dir / "node.key")
     admin.to_file(keys_dir / "demo-admin.key")
     created = now_ms()
-    genesis = envelope.build(regulator, "genesis", {
-        "consortium": consortium,
-        "regulator": {"member": REGULATOR_MEMBER, "key": regulator.key_id},
-        "nodes": [{"member": NODE_MEMBER, "key": node_key.key_id}],
-        "params": {"max_clock_skew_ms": max_clock_skew_ms},
-    }, created_ms=created)
+    genesis = envelope.build(
+        regulator,
+        "genesis",
+        {
+            "consortium": consortium,
+            "regulator": {"member": REGULATOR_MEMBER, "key": regulator.key_id},
+            "nodes": [{"member": NODE_MEMBER, "key": node_key.key_id}],
+            "params": {"max_clock_skew_ms": max_clock_skew_ms},
+        },
+        created_ms=created,
+    )
     node = Node(NodeConfig(data_dir, workers=0), key=node_key)
     try:
         node.commit_genesis(genesis, created)
-        register = envelope.build(regulator, "member.register", {
-            "member": DEMO_ADMIN, "org": DEMO_ORG, "role": ADMIN, "key": admin.key_id,
-        })
+        register = envelope.build(
+            regulator,
+            "member.register",
+            {
+                "member": DEMO_ADMIN,
+                "org": DEMO_ORG,
+                "role": ADMIN,
+                "key": admin.key_id,
+            },
+        )
         node.submit_sync([register.to_wire()])
     finally:
         node.close()
-    (data_dir / CONFIG_NAME).write_text(json.dumps({
-        "consortium": consortium,
-        "node_member": NODE_MEMBER,
-        "keys": {"regulator": "keys/regulator.key", "node": "keys/node.key", "demo_admin": "keys/demo-admin.key"},
-        "demo": {"org": DEMO_ORG, "admin_member": DEMO_ADMIN},
-    }, indent=2) + "\n")
+    (data_dir / CONFIG_NAME).write_text(
+        json.dumps(
+            {
+                "consortium": consortium,
+                "node_member": NODE_MEMBER,
+                "keys": {
+                    "regulator": "keys/regulator.key",
+                    "node": "keys/node.key",
+                    "demo_admin": "keys/demo-admin.key",
+                },
+                "demo": {"org": DEMO_ORG, "admin_member": DEMO_ADMIN},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return LedgerKeys(regulator, node_key, admin)

@@ -32,7 +32,7 @@ from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.identity import DEFAULT_MAX_SKEW_MS
 from medledger.ledger.keys import SigningKey
 from medledger.ledger.sqlite_store import SqliteStore
-from medledger.ledger.state import GENESIS_STATE_ROOT
+from medledger.ledger.state import GENESIS_STATE_ROOT, CachedState
 from medledger.ledger.timefmt import format_ms, now_ms
 from medledger.ledger.txtypes import Outcome, Signer
 from medledger.node.pool import VerifyPool, to_envelope
@@ -85,6 +85,8 @@ class Receipt:
 @dataclass
 class _Pending:
     env: SignedEnvelope
+    #: the payload as validated at admission; execution uses it as is
+    payload: Any
     future: Future[Receipt] = field(default_factory=Future)
 
 
@@ -104,8 +106,11 @@ class Node:
         self._pending_ids: set[str] = set()
         self._pending_nonces: set[tuple[str, str]] = set()
         self._signers: dict[str, Signer | None] = {}
+        self._signer_generation = 0
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._listeners: list[BlockListener] = []
+        #: committed state as execution sees it; only the committer thread touches it
+        self.state = CachedState(self.store)
         tip = self.store.tip()
         if tip is None:
             self.tip = Tip(-1, GENESIS_PREV_HASH, GENESIS_STATE_ROOT, 0)
@@ -144,13 +149,14 @@ class Node:
         if not items:
             raise EncodingError("no envelopes submitted", code="empty-batch")
         if len(items) > MAX_BATCH:
-            raise EncodingError(f"{len(items)} envelopes in one request; the limit is {MAX_BATCH}", code="batch-too-large")
+            raise EncodingError(
+                f"{len(items)} envelopes in one request; the limit is {MAX_BATCH}", code="batch-too-large"
+            )
 
     @staticmethod
     def _collect(results: list[tuple[Any, ...]]) -> list[SignedEnvelope]:
         errors = [
-            {"index": i, "code": r[1], "detail": r[2], "status": r[3]}
-            for i, r in enumerate(results) if r[0] == "err"
+            {"index": i, "code": r[1], "detail": r[2], "status": r[3]} for i, r in enumerate(results) if r[0] == "err"
         ]
         if errors:
             raise _refusal(errors, len(results))
@@ -159,10 +165,9 @@ class Node:
     def admit(self, envelopes: Sequence[SignedEnvelope]) -> list[Future[Receipt]]:
         """Stateful gateway checks, atomically for the whole batch, then queue."""
         now = self.config.clock()
-        seen_ids, seen_nonces = self.store.seen(
-            [e.tx_id for e in envelopes], [(e.signer, e.nonce) for e in envelopes]
-        )
+        seen_ids, seen_nonces = self.store.seen([e.tx_id for e in envelopes], [(e.signer, e.nonce) for e in envelopes])
         skew = self._max_skew_ms()
+        payloads = self._validate(envelopes)
         with self._lock:
             errors: list[dict[str, Any]] = []
             batch_ids: set[str] = set()
@@ -177,10 +182,23 @@ class Node:
                 raise _refusal(errors, len(envelopes))
             self._pending_ids |= batch_ids
             self._pending_nonces |= batch_nonces
-            pending = [_Pending(env) for env in envelopes]
+            pending = [_Pending(env, payload) for env, payload in zip(envelopes, payloads, strict=True)]
             for p in pending:
                 self._queue.put(p)
         return [p.future for p in pending]
+
+    def _validate(self, envelopes: Sequence[SignedEnvelope]) -> list[Any]:
+        """Payload schemas, once: the validated payloads go on to execution."""
+        payloads: list[Any] = []
+        errors: list[dict[str, Any]] = []
+        for i, env in enumerate(envelopes):
+            try:
+                payloads.append(self.registry.types[env.type].validate(env.payload))
+            except MedledgerError as exc:
+                errors.append({"index": i, "code": exc.code, "detail": exc.message, "status": 422})
+        if errors:
+            raise _refusal(errors, len(envelopes))
+        return payloads
 
     def close(self) -> None:
         """Commit what is queued, then stop."""
@@ -199,19 +217,32 @@ class Node:
         return DEFAULT_MAX_SKEW_MS if params is None else int(params["max_clock_skew_ms"])
 
     def signer(self, kid: str) -> Signer | None:
-        """The committed identity behind a key (cached; invalidated by each block's writes)."""
+        """The committed identity behind a key, for admission.
+
+        Cached, and the cache is dropped by any block that writes keys or
+        members; a lookup that raced such a block is not cached. (Execution
+        re-checks the signer deterministically, so admission only has to be
+        right, not authoritative.)
+        """
         try:
             return self._signers[kid]
         except KeyError:
             pass
+        generation = self._signer_generation
         key = self.store.get_state("key/" + kid)
         signer = None
         if key is not None:
             member = self.store.get_state("member/" + key["member"])
             if member is not None:
-                signer = Signer(kid, key["member"], member["org"], member["role"],
-                                key["status"] == "active" and member["status"] == "active")
-        self._signers[kid] = signer
+                signer = Signer(
+                    kid,
+                    key["member"],
+                    member["org"],
+                    member["role"],
+                    key["status"] == "active" and member["status"] == "active",
+                )
+        if generation == self._signer_generation:
+            self._signers[kid] = signer
         return signer
 
     def _admission_problem(
@@ -225,30 +256,44 @@ class Node:
         batch_nonces: set[tuple[str, str]],
     ) -> dict[str, Any] | None:
         if env.tx_id in seen_ids or env.tx_id in self._pending_ids or env.tx_id in batch_ids:
-            return {"code": "replayed-tx", "status": 409,
-                    "detail": f"transaction {env.tx_id} was already submitted"}
+            return {"code": "replayed-tx", "status": 409, "detail": f"transaction {env.tx_id} was already submitted"}
         pair = (env.signer, env.nonce)
         if pair in seen_nonces or pair in self._pending_nonces or pair in batch_nonces:
-            return {"code": "nonce-reused", "status": 409,
-                    "detail": f"nonce {env.nonce} was already used by this signer"}
+            return {
+                "code": "nonce-reused",
+                "status": 409,
+                "detail": f"nonce {env.nonce} was already used by this signer",
+            }
         if env.type == "genesis":
             return {"code": "wrong-role", "status": 403, "detail": "a genesis cannot be submitted to a running ledger"}
         signer = self.signer(env.signer)
         if signer is None:
-            return {"code": "unknown-signer", "status": 401,
-                    "detail": f"key {env.signer} is not registered on this ledger"}
+            return {
+                "code": "unknown-signer",
+                "status": 401,
+                "detail": f"key {env.signer} is not registered on this ledger",
+            }
         if not signer.active:
-            return {"code": "revoked-signer", "status": 403,
-                    "detail": f"the key of {signer.member} was revoked or rotated; it no longer signs"}
+            return {
+                "code": "revoked-signer",
+                "status": 403,
+                "detail": f"the key of {signer.member} was revoked or rotated; it no longer signs",
+            }
         roles = self.registry.types[env.type].roles
         if roles is not None and signer.role not in roles:
-            return {"code": "wrong-role", "status": 403,
-                    "detail": f"{signer.member} is a {signer.role}; {env.type} must be signed by "
-                              + " or ".join(sorted(roles))}
+            return {
+                "code": "wrong-role",
+                "status": 403,
+                "detail": f"{signer.member} is a {signer.role}; {env.type} must be signed by "
+                + " or ".join(sorted(roles)),
+            }
         if abs(env.created_ms - now) > skew:
-            return {"code": "clock-skew", "status": 422,
-                    "detail": f"created_at {env.created_at} is more than {skew // 1000} s from the node's "
-                              f"clock {format_ms(now)}"}
+            return {
+                "code": "clock-skew",
+                "status": 422,
+                "detail": f"created_at {env.created_at} is more than {skew // 1000} s from the node's "
+                f"clock {format_ms(now)}",
+            }
         return None
 
     # -- ordering and commit ----------------------------------------------------
@@ -284,7 +329,7 @@ class Node:
                 return
             try:
                 self._commit(batch)
-            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+            except Exception as exc:
                 log.exception("block commit failed")
                 error = exc if isinstance(exc, MedledgerError) else StoreError(f"block commit failed: {exc}")
                 with self._lock:
@@ -298,16 +343,25 @@ class Node:
         envelopes = [p.env for p in batch]
         block_ms = max(self.config.clock(), self.tip.block_ms)
         built = build_block(
-            self.registry, self.store, self.tip, self.frontier, envelopes, None,
-            block_ms=block_ms, proposer=self.key.key_id, node_key=self.key,
+            self.registry,
+            self.state,
+            self.tip,
+            self.frontier,
+            envelopes,
+            [p.payload for p in batch],
+            block_ms=block_ms,
+            proposer=self.key.key_id,
+            node_key=self.key,
             ordering={"orderer": "embedded", "first_leaf": self.frontier.size},
         )
         self.store.append_block(built.block)
+        self.state.apply(built.writes)
         self.tip, self.frontier = built.tip, built.frontier
         block = built.block
         with self._lock:
             for key in block.writes:
                 if key.startswith(("key/", "member/")):
+                    self._signer_generation += 1
                     self._signers.clear()
                     break
             for env in envelopes:
@@ -315,14 +369,22 @@ class Node:
                 self._pending_nonces.discard((env.signer, env.nonce))
         head = block.tree_head
         for p, (leaf_index, *_), outcome in zip(batch, block.txs, built.outcomes, strict=True):
-            p.future.set_result(Receipt(
-                p.env.tx_id, outcome.status, block.header.height, leaf_index, block.block_hash, head,
-                outcome.codes, outcome.reason,
-            ))
+            p.future.set_result(
+                Receipt(
+                    p.env.tx_id,
+                    outcome.status,
+                    block.header.height,
+                    leaf_index,
+                    block.block_hash,
+                    head,
+                    outcome.codes,
+                    outcome.reason,
+                )
+            )
         for listener in self._listeners:
             try:
                 listener(block.header.height, block.block_hash, envelopes, built.outcomes, head)
-            except Exception:  # noqa: BLE001 - a listener must not stop the ledger
+            except Exception:
                 log.exception("block listener failed")
 
     def commit_genesis(self, genesis: SignedEnvelope, block_ms: int) -> None:
@@ -330,13 +392,21 @@ class Node:
         if self.tip.height != -1:
             raise StoreError("this ledger already has a genesis block", code="already-initialised")
         built = build_block(
-            self.registry, self.store, self.tip, self.frontier, [genesis], None,
-            block_ms=block_ms, proposer=self.key.key_id, node_key=self.key,
+            self.registry,
+            self.store,
+            self.tip,
+            self.frontier,
+            [genesis],
+            None,
+            block_ms=block_ms,
+            proposer=self.key.key_id,
+            node_key=self.key,
             ordering={"orderer": "genesis", "first_leaf": 0},
         )
         if built.outcomes[0].status != "ACCEPTED":
             raise StoreError(f"genesis refused: {built.outcomes[0].reason}", code="bad-genesis")
         self.store.append_block(built.block)
+        self.state.apply(built.writes)
         self.tip, self.frontier = built.tip, built.frontier
 
 

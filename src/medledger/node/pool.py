@@ -1,9 +1,10 @@
 """Stateless envelope checks on every core.
 
 Signature verification is the ceiling of the whole ingest pipeline, so it
-runs in worker processes (one per core) together with everything else that
-needs no world state: base64 and canonical-form checks, field syntax, the
-payload schema and ``tx_id``. Work crosses the process boundary in chunks and
+runs in worker processes (one per core) together with the byte-level checks
+that need no world state: base64 and canonical form, field syntax, a known
+type, and ``tx_id``. Payload schemas are validated once, at admission, because
+execution needs the validated payload in the committing process anyway. Work crosses the process boundary in chunks and
 comes back as plain tuples, which pickle far faster than objects.
 
 Workers build the transaction-type registry from an import path
@@ -49,7 +50,7 @@ def check_one(item: Any, registry: Registry) -> CheckResult:
     """Every stateless check of one wire item."""
     try:
         env = from_wire(item, check_signature=False)
-        registry.get(env.type).validate(env.payload)
+        registry.get(env.type)
         try:
             nacl.bindings.crypto_sign_open(
                 env.signature + keys.ENVELOPE_DOMAIN + env.body, keys.public_key_bytes(env.signer)
@@ -59,8 +60,16 @@ def check_one(item: Any, registry: Registry) -> CheckResult:
     except MedledgerError as exc:
         return ("err", exc.code, exc.message, exc.status)
     return (
-        "ok", env.body, env.signature, env.type, env.payload, env.signer, env.nonce,
-        env.created_at, env.created_ms, env.tx_id,
+        "ok",
+        env.body,
+        env.signature,
+        env.type,
+        env.payload,
+        env.signer,
+        env.nonce,
+        env.created_at,
+        env.created_ms,
+        env.tx_id,
     )
 
 
@@ -100,7 +109,7 @@ class VerifyPool:
             return [done]
         chunks = min(self.workers * 2, max(1, len(items) // 64))
         size = -(-len(items) // chunks)
-        return [self._executor.submit(check_chunk, items[i:i + size]) for i in range(0, len(items), size)]
+        return [self._executor.submit(check_chunk, items[i : i + size]) for i in range(0, len(items), size)]
 
     def check_sync(self, items: Sequence[Any]) -> list[CheckResult]:
         out: list[CheckResult] = []

@@ -1,0 +1,530 @@
+"""The HTTP face of one node: submissions, receipts, blocks, tree heads and proofs.
+
+The submission path is the ingest hot path, so it avoids what FastAPI does by
+default: the body is read raw (capped, because a client must not be able to
+make us buffer unbounded data), decoded once by the strict canonical parser,
+checked on the node's process pool off the event loop, and receipts are built
+as dicts and serialised by orjson. Pydantic models below exist to *document*
+the responses in ``/openapi.json``; handlers return ready-made ``Response``
+objects, which FastAPI passes through without re-validating.
+
+Read routes are plain ``def`` functions: FastAPI runs them in its thread pool,
+where each thread reads SQLite through its own WAL connection beside the
+committer instead of stalling the event loop on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from typing import Annotated, Any
+
+import anyio.to_thread
+import orjson
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from medledger.api import problems
+from medledger.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from medledger.api.metrics import Metrics
+from medledger.errors import EncodingError, MedledgerError, NotFoundError, StoreError, VerificationError
+from medledger.ledger import envelope, proofs
+from medledger.ledger.block import TreeHead
+from medledger.ledger.canonical import b64e, parse_json
+from medledger.ledger.envelope import SignedEnvelope
+from medledger.ledger.store import TxRecord
+from medledger.node.node import MAX_BATCH, Node, Receipt
+
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+TX_ID_PATTERN = r"^[0-9a-f]{64}$"
+#: SQLite integers are signed 64-bit; larger path/query values are refused as parameters, not crashes.
+MAX_INT = 2**63 - 1
+JSON_MEDIA_TYPE = "application/json"
+
+
+# -- documentation models (responses are built as dicts; these describe them) ------------------------------
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WireItem(_Doc):
+    """One signed envelope as submitted: the exact signed bytes beside the signature."""
+
+    envelope: str = Field(description="base64url (unpadded) of the RFC 8785 canonical envelope bytes")
+    signature: str = Field(description="base64url (unpadded) Ed25519 signature over the domain tag and those bytes")
+
+
+class TreeHeadModel(_Doc):
+    """A signed statement that the log had ``tree_size`` entries with ``root_hash``."""
+
+    tree_size: int
+    root_hash: str = Field(description="hex SHA-256 Merkle root (RFC 9162)")
+    timestamp: str
+    signer: str = Field(description="key id (base64url public key) of the node that signed")
+    signature: str = Field(description="base64url Ed25519 signature")
+
+
+class ReceiptModel(_Doc):
+    """Where a committed transaction landed and what the contracts decided."""
+
+    tx_id: str = Field(description="hex SHA-256 of the canonical envelope bytes")
+    status: str = Field(description="ACCEPTED, ACCEPTED_WITH_ALERTS or REJECTED (REJECTED is committed as evidence)")
+    height: int
+    leaf_index: int
+    block_hash: str
+    tree_head: TreeHeadModel
+    codes: list[str] | None = Field(None, description="rule codes that fired; omitted when none")
+    reason: str | None = Field(None, description="why it was rejected; omitted when accepted")
+
+
+class ReceiptList(_Doc):
+    """Receipts for a list submission, in the order submitted."""
+
+    receipts: list[ReceiptModel]
+
+
+class EnvelopeFields(_Doc):
+    type: str
+    payload: dict[str, Any]
+    signer: str
+    nonce: str
+    created_at: str
+
+
+class OutcomeModel(_Doc):
+    status: str
+    codes: list[str] | None = None
+    reason: str | None = None
+    alerts: list[dict[str, Any]] | None = None
+
+
+class TransactionModel(_Doc):
+    """A committed transaction: the signed envelope, its outcome and where it sits."""
+
+    tx_id: str
+    envelope: EnvelopeFields
+    signature: str
+    wire: WireItem = Field(description="the exact bytes as submitted, for independent re-verification")
+    outcome: OutcomeModel
+    height: int
+    leaf_index: int
+    block_hash: str
+
+
+class BlockHeaderModel(_Doc):
+    height: int
+    prev_hash: str
+    tx_root: str
+    tx_count: int
+    results_hash: str
+    state_root: str
+    tree_size: int
+    tree_root: str
+    timestamp: str
+    proposer: str
+    ordering: dict[str, Any]
+
+
+class BlockTxModel(_Doc):
+    tx_id: str
+    leaf_index: int
+    type: str
+    signer: str
+    outcome: OutcomeModel
+
+
+class BlockModel(_Doc):
+    """A committed block: header, its hash and signature, the tree head after it, and its transactions."""
+
+    height: int
+    block_hash: str = Field(description="hex SHA-256 of the canonical header")
+    header: BlockHeaderModel
+    signature: str = Field(description="base64url Ed25519 signature of the proposer over the header")
+    tree_head: TreeHeadModel
+    transactions: list[BlockTxModel]
+
+
+class InclusionProofModel(_Doc):
+    """RFC 9162 audit path of one transaction's leaf in the tree of ``tree_size``."""
+
+    tx_id: str
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str = Field(description="hex SHA-256(0x00 || leaf data); leaf data is the canonical envelope+signature")
+    proof: list[str] = Field(description="hex hashes, leaf to root")
+    tree_head: TreeHeadModel | None = Field(
+        description="the signed tree head of exactly this size, or null if no block ended at this size"
+    )
+    root_hash: str = Field(description="hex Merkle root of the tree of this size")
+
+
+class ConsistencyProofModel(_Doc):
+    """RFC 9162 proof that the tree of size ``first`` is a prefix of the tree of size ``second``."""
+
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
+
+
+class HealthModel(_Doc):
+    status: str
+    height: int
+    tree_size: int
+
+
+_SUBMIT_BODY: dict[str, Any] = {
+    "required": True,
+    "description": f"one wire item, or a list of 1 to {MAX_BATCH} of them (all-or-nothing: if any is refused, "
+    "none is written)",
+    "content": {
+        JSON_MEDIA_TYPE: {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/WireItem"},
+                    {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/WireItem"},
+                        "minItems": 1,
+                        "maxItems": MAX_BATCH,
+                    },
+                ]
+            }
+        }
+    },
+}
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(value), status_code=status, media_type=JSON_MEDIA_TYPE)
+
+
+def _too_large(limit: int) -> MedledgerError:
+    return EncodingError(
+        f"the request body is larger than the {limit}-byte limit; split the submission into smaller lists",
+        code="too-large", status=413,
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing early (by header) or as soon as the stream passes ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise EncodingError(f"Content-Length {declared[:40]!r} is not a byte count", code="malformed")
+        if int(declared) > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _require_json(request: Request) -> None:
+    given = request.headers.get("content-type", "")
+    if given.split(";", 1)[0].strip().lower() != JSON_MEDIA_TYPE:
+        raise MedledgerError(
+            f"submissions must be sent as Content-Type: {JSON_MEDIA_TYPE}, got {given[:80]!r}"
+            if given else f"submissions must be sent as Content-Type: {JSON_MEDIA_TYPE}; none was given",
+            code="unsupported-media-type", status=415,
+        )
+
+
+def _too_deep() -> MedledgerError:
+    return EncodingError("the JSON is nested too deeply to be checked", code="malformed")
+
+
+def _settled(future: Future[Receipt]) -> asyncio.Future[None]:
+    """An awaitable that completes with ``future`` but never cancels it.
+
+    ``asyncio.wrap_future`` propagates cancellation back to the concurrent
+    future; a cancelled request (client gone, shutdown timeout) would then
+    cancel a pending receipt the committer is about to resolve, and the
+    committer's ``set_result`` would fail on it. The envelope is admitted and
+    will be committed regardless, so only our waiting may be cancelled.
+    """
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def done(_: Future[Receipt]) -> None:
+        # RuntimeError: the loop is gone (server stopped), so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(wake, waiter)
+
+    future.add_done_callback(done)
+    return waiter
+
+
+async def _receipts(futures: list[Future[Receipt]]) -> list[dict[str, Any]]:
+    """Wait for every receipt of one request.
+
+    The committer resolves futures in queue order and a request's envelopes
+    are queued together, so waiting on the last one normally covers them all
+    with one cross-thread wake-up instead of thousands.
+    """
+    await _settled(futures[-1])
+    for future in futures:
+        if not future.done():
+            await _settled(future)
+    out: list[dict[str, Any]] = []
+    for future in futures:
+        exc = future.exception()
+        if exc is not None:
+            if isinstance(exc, MedledgerError):
+                raise exc
+            raise StoreError(f"the block holding this submission could not be committed: {exc}")
+        out.append(future.result().to_json())
+    return out
+
+
+def _outcome(raw: bytes) -> Any:
+    return orjson.loads(raw)
+
+
+def _stored_envelope(record: TxRecord) -> SignedEnvelope:
+    try:
+        return envelope.from_parts(record.body, record.signature, check_signature=False)
+    except MedledgerError as exc:
+        # Stored bytes that no longer parse are a damaged store, not a bad request.
+        raise VerificationError(
+            f"stored transaction {record.tx_id} does not decode: {exc.message}; run `medledger verify`",
+            height=record.height, tx_id=record.tx_id,
+        ) from exc
+
+
+def _custom_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """OpenAPI with the problem and wire-item schemas the hand-written parts refer to."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, openapi_version=app.openapi_version,
+                description=app.description, routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (problems.Problem, WireItem):
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(js.pop("$defs", {}))
+                components[model.__name__] = js
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return build
+
+
+# -- the app --------------------------------------------------------------------------------------------------
+
+
+def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    """An ASGI app serving ``node``; the caller owns the node and closes it after the server stops."""
+    store = node.store
+    metrics = Metrics()
+    tip = store.tip()
+    if tip is not None:
+        metrics.set_tip(tip.height, tip.tree_size)
+    node.add_listener(metrics.on_block)
+
+    app = FastAPI(
+        title="medledger",
+        version="0.1.0",
+        description="Tamper-evident supervision ledger for Internet hospitals. Every error is "
+        "application/problem+json with a stable `code`.",
+        responses={"4XX": problems.PROBLEM_RESPONSE, "5XX": problems.PROBLEM_RESPONSE},
+    )
+    app.state.node = node
+    app.state.metrics = metrics
+    app.openapi = _custom_openapi(app)  # type: ignore[method-assign]
+    problems.install(app, metrics.refused)
+
+    def ingest(body: bytes) -> tuple[bool, list[Future[Receipt]], float]:
+        """Decode, check and admit in one worker-thread hop (parsing megabytes must not stall the loop)."""
+        try:
+            value = parse_json(body)
+        except RecursionError:
+            raise _too_deep() from None
+        if isinstance(value, dict):
+            single, items = True, [value]
+        elif isinstance(value, list):
+            single, items = False, value
+        else:
+            raise EncodingError(
+                'the body must be one wire item {"envelope": ..., "signature": ...} or a JSON list of them',
+                code="malformed",
+            )
+        started = time.perf_counter()
+        try:
+            envelopes = node.check(items)
+        except RecursionError:
+            raise _too_deep() from None
+        except BrokenProcessPool:
+            raise MedledgerError(
+                "the signature-checking workers stopped (the node is shutting down?); retry later",
+                code="unavailable", status=503,
+            ) from None
+        finally:
+            metrics.check_seconds.observe(time.perf_counter() - started)
+        futures = node.admit(envelopes)
+        return single, futures, time.perf_counter()
+
+    @app.post(
+        "/v1/transactions",
+        response_model=ReceiptModel | ReceiptList,
+        summary="Submit one signed envelope or a list of them",
+        description="Answers once every envelope is durably committed. A contract-level REJECTED outcome is "
+        "still 200 (committed as evidence). Envelope-level faults (encoding, signature, signer, role, replay, "
+        "clock) refuse the whole request with a problem and write nothing.",
+        openapi_extra={"requestBody": _SUBMIT_BODY},
+        responses={
+            200: {"description": "a receipt (one item submitted) or `{\"receipts\": [...]}` (a list submitted)"},
+            413: problems.PROBLEM_RESPONSE,
+            415: problems.PROBLEM_RESPONSE,
+        },
+    )
+    async def submit(request: Request) -> Response:
+        _require_json(request)
+        body = await _read_body(request, max_body_bytes)
+        single, futures, admitted = await anyio.to_thread.run_sync(ingest, body)
+        metrics.submitted.inc(len(futures))
+        receipts = await _receipts(futures)
+        metrics.commit_wait_seconds.observe(time.perf_counter() - admitted)
+        return _json(receipts[0] if single else {"receipts": receipts})
+
+    @app.get("/v1/transactions/{tx_id}", response_model=TransactionModel, summary="A committed transaction")
+    def get_transaction(
+        tx_id: Annotated[str, Path(pattern=TX_ID_PATTERN, description="64 lowercase hex characters")],
+    ) -> Response:
+        record = store.tx(tx_id)
+        if record is None:
+            raise NotFoundError(f"no transaction {tx_id} is committed on this ledger")
+        block = store.block(record.height)
+        if block is None:
+            raise VerificationError(
+                f"transaction {tx_id} names block {record.height}, which is missing; run `medledger verify`",
+                height=record.height, tx_id=tx_id,
+            )
+        return _json({
+            **_stored_envelope(record).to_json(),
+            "outcome": _outcome(record.outcome),
+            "height": record.height,
+            "leaf_index": record.leaf_index,
+            "block_hash": block.block_hash,
+        })
+
+    @app.get("/v1/blocks/{height}", response_model=BlockModel, summary="A committed block and its transactions")
+    def get_block(height: Annotated[int, Path(ge=0, le=MAX_INT)]) -> Response:
+        block = store.block(height)
+        if block is None:
+            raise NotFoundError(f"there is no block at height {height}; the latest is {node.tip.height}")
+        txs = []
+        for record in store.block_txs(height):
+            fields = orjson.loads(record.body)
+            txs.append({
+                "tx_id": record.tx_id,
+                "leaf_index": record.leaf_index,
+                "type": fields["type"],
+                "signer": fields["signer"],
+                "outcome": _outcome(record.outcome),
+            })
+        return _json({
+            "height": block.height,
+            "block_hash": block.block_hash,
+            "header": orjson.loads(block.header_bytes),
+            "signature": b64e(block.signature),
+            "tree_head": block.tree_head.to_json(),
+            "transactions": txs,
+        })
+
+    def latest_head() -> TreeHead:
+        head = store.tree_head()
+        if head is None:
+            raise NotFoundError("the ledger has no blocks yet; run `medledger init`", code="empty-ledger")
+        return head
+
+    @app.get("/v1/tree-head", response_model=TreeHeadModel, summary="The latest signed tree head")
+    def get_tree_head() -> Response:
+        return _json(latest_head().to_json())
+
+    @app.get(
+        "/v1/proofs/inclusion/{tx_id}", response_model=InclusionProofModel,
+        summary="Merkle audit path of a transaction",
+    )
+    def get_inclusion(
+        tx_id: Annotated[str, Path(pattern=TX_ID_PATTERN, description="64 lowercase hex characters")],
+        tree_size: Annotated[
+            int | None, Query(ge=1, le=MAX_INT, description="tree size to prove against; default: the current one")
+        ] = None,
+    ) -> Response:
+        record = store.tx(tx_id)
+        if record is None:
+            raise NotFoundError(f"no transaction {tx_id} is committed on this ledger")
+        latest = latest_head()
+        current = latest.tree_size
+        size = current if tree_size is None else tree_size
+        path = proofs.inclusion_proof(store, record.leaf_index, size, current)
+        head = latest if size == current else store.tree_head(size)
+        leaf = _stored_envelope(record).leaf_data()
+        return _json({
+            "tx_id": tx_id,
+            "leaf_index": record.leaf_index,
+            "tree_size": size,
+            "leaf_hash": hashlib.sha256(b"\x00" + leaf).hexdigest(),
+            "proof": [p.hex() for p in path],
+            "tree_head": None if head is None else head.to_json(),
+            "root_hash": proofs.root_at(store, size).hex(),
+        })
+
+    @app.get(
+        "/v1/proofs/consistency", response_model=ConsistencyProofModel,
+        summary="Proof that an older tree is a prefix of a newer one",
+    )
+    def get_consistency(
+        first: Annotated[int, Query(ge=1, le=MAX_INT, description="the older tree size")],
+        second: Annotated[
+            int | None, Query(ge=1, le=MAX_INT, description="the newer tree size; default: the current one")
+        ] = None,
+    ) -> Response:
+        current = latest_head().tree_size
+        newer = current if second is None else second
+        path = proofs.consistency_proof(store, first, newer, current)
+        return _json({
+            "first": first,
+            "second": newer,
+            "first_root": proofs.root_at(store, first).hex(),
+            "second_root": proofs.root_at(store, newer).hex(),
+            "proof": [p.hex() for p in path],
+        })
+
+    @app.get("/healthz", response_model=HealthModel, summary="Liveness, with the tip")
+    async def healthz() -> Response:
+        # In-memory tip: health must answer even while the disk is slow.
+        return _json({"status": "ok", "height": node.tip.height, "tree_size": node.frontier.size})
+
+    @app.get(
+        "/metrics", summary="Prometheus metrics",
+        responses={200: {"content": {METRICS_CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    )
+    async def get_metrics() -> Response:
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,189 @@
+"""Every error the HTTP layer answers is RFC 9457 ``application/problem+json``.
+
+Clients (hospital systems, auditors' scripts) switch on one stable field,
+``code``, whatever produced the error: a contract refusal from the node, a
+malformed query parameter caught by FastAPI, an unknown route answered by
+Starlette, or a bug. So every exception path ends in :func:`problem_response`
+and nothing ever falls through to the frameworks' own ``{"detail": ...}``
+bodies, which carry no code and would make clients parse prose.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from medledger.errors import MedledgerError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://medledger.dev/problems/"
+
+#: Stable codes for the statuses Starlette raises on its own.
+_HTTP_CODES = {
+    400: "bad-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    413: "too-large",
+    415: "unsupported-media-type",
+    422: "invalid-parameter",
+}
+
+#: Called once per problem answered, so metrics can count refusals by code.
+ProblemHook = Callable[[str, int], None]
+
+
+class ProblemItem(BaseModel):
+    """One refused envelope of a batch (``index`` is its position in the request)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    index: int
+    code: str
+    detail: str
+    status: int
+
+
+class InvalidParam(BaseModel):
+    """One request parameter that failed validation."""
+
+    name: str
+    location: str = Field(alias="in")
+    reason: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, plus the machine-readable ``code`` clients switch on."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="URI naming the problem kind; ends in `code`")
+    title: str
+    status: int
+    detail: str = Field(description="one sentence saying exactly what was wrong")
+    code: str = Field(description="stable machine-readable code, e.g. `bad-signature`, `replayed-tx`")
+    errors: list[ProblemItem] | None = Field(
+        None, description="per-envelope refusals of a submission; nothing of the request was written"
+    )
+    invalid_params: list[InvalidParam] | None = None
+
+
+#: OpenAPI ``responses`` entry for problem bodies (the schema is added by the app's OpenAPI builder).
+PROBLEM_RESPONSE: dict[str, Any] = {
+    "description": "Problem details (RFC 9457)",
+    "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+
+
+def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": code.replace("-", " "),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    body.update(extra)
+    return body
+
+
+def problem_response(
+    body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None, hook: ProblemHook | None = None
+) -> Response:
+    status = int(body["status"])
+    if hook is not None:
+        hook(str(body["code"]), status)
+    return Response(
+        orjson.dumps(body, default=str),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=dict(headers) if headers else None,
+    )
+
+
+def _param_name(loc: tuple[Any, ...]) -> tuple[str, str]:
+    where = str(loc[0]) if loc else "request"
+    name = ".".join(str(part) for part in loc[1:]) or where
+    return where, name
+
+
+def _validation_problem(exc: RequestValidationError) -> dict[str, Any]:
+    params: list[dict[str, str]] = []
+    for err in exc.errors():
+        where, name = _param_name(tuple(err.get("loc", ())))
+        reason = str(err.get("msg", "is invalid"))
+        if "input" in err and err["input"] is not None:
+            shown = repr(err["input"])
+            reason += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
+        params.append({"name": name, "in": where, "reason": reason})
+    if params:
+        first = params[0]
+        detail = f"{first['in']} parameter {first['name']}: {first['reason']}"
+        if len(params) > 1:
+            detail += f" ({len(params) - 1} more; see invalid_params)"
+    else:
+        detail = "the request parameters are invalid"
+    return problem_body(400, "invalid-parameter", detail, invalid_params=params)
+
+
+def _http_problem(request: Request, exc: StarletteHTTPException) -> dict[str, Any]:
+    status = exc.status_code
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    code = _HTTP_CODES.get(status, phrase.lower().replace(" ", "-"))
+    given = str(exc.detail) if exc.detail else ""
+    if status == 404 and given in ("", "Not Found"):
+        detail = f"there is no route {request.url.path}; the API is described at /openapi.json"
+    elif status == 405:
+        allowed = (exc.headers or {}).get("allow", (exc.headers or {}).get("Allow", ""))
+        detail = f"{request.url.path} does not accept {request.method}" + (f"; allowed: {allowed}" if allowed else "")
+    elif given and given != phrase:
+        detail = given
+    else:
+        detail = f"{phrase.lower()}"
+    return problem_body(status, code, detail)
+
+
+def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
+    """Route every exception the app can raise to a problem+json answer."""
+
+    async def on_medledger(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, MedledgerError)
+        return problem_response(exc.to_problem(), hook=hook)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(_validation_problem(exc), hook=hook)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem_response(_http_problem(request, exc), headers=exc.headers, hook=hook)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Logged with the traceback here; the client learns only that it was our fault.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        body = problem_body(
+            500,
+            "internal-error",
+            "the server failed while handling this request; it has been logged. If this was a submission, "
+            "look its tx_id up before resending",
+        )
+        return problem_response(body, hook=hook)
+
+    app.add_exception_handler(MedledgerError, on_medledger)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,273 @@
+"""``medledger``: the command line, thin over the library.
+
+Every command either succeeds or exits non-zero with one sentence saying why;
+long operations show a rich progress bar on the terminal (and stay quiet in
+``--json`` mode, so output can be piped).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from medledger.errors import MedledgerError, VerificationError
+
+app = typer.Typer(
+    help="medledger: a tamper-evident supervision ledger for Internet hospitals.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+proof_app = typer.Typer(help="Check proofs offline.", no_args_is_help=True)
+bench_app = typer.Typer(help="Measure throughput and latency (JSON + one-line summary).", no_args_is_help=True)
+app.add_typer(proof_app, name="proof")
+app.add_typer(bench_app, name="bench")
+console = Console(stderr=True, soft_wrap=True)
+
+DataDir = Annotated[Path, typer.Option("--data", help="ledger directory")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _progress(disable: bool = False) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable or not console.is_terminal,
+    )
+
+
+@app.command()
+def init(
+    data: DataDir = Path("demo-data"),
+    consortium: Annotated[str, typer.Option(help="consortium name")] = "Demo Province Internet Medical Supervision",
+) -> None:
+    """Create a new ledger: keys, the genesis block and a demo institution admin."""
+    from medledger.node.bootstrap import init_ledger
+
+    try:
+        keys = init_ledger(data, consortium=consortium)
+    except MedledgerError as exc:
+        _fail(exc.message)
+    console.print(f"created ledger in {data}: regulator {keys.regulator.key_id}, node {keys.node.key_id}")
+
+
+@app.command()
+def serve(
+    data: DataDir = Path("demo-data"),
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8400,
+    workers: Annotated[int | None, typer.Option(help="signature-check processes (default: one per core)")] = None,
+    max_block_txs: Annotated[int, typer.Option(help="cut a block at this many envelopes")] = 2000,
+    max_wait_ms: Annotated[int, typer.Option(help="... or after this many milliseconds")] = 20,
+) -> None:
+    """Serve the HTTP API of the embedded node until interrupted."""
+    from medledger.api.server import serve as run
+
+    if not (data / "ledger.sqlite").exists():
+        _fail(f"no ledger in {data}; create one with `medledger init --data {data}`")
+    try:
+        run(data, host, port, workers=workers, max_block_txs=max_block_txs, max_wait_ms=max_wait_ms)
+    except MedledgerError as exc:
+        _fail(exc.message)
+
+
+def run_verify(data: Path, *, quiet: bool) -> dict[str, Any]:
+    """Verify a ledger directory; raise MedledgerError at the first bad height."""
+    from medledger.ledger.sqlite_store import SqliteStore
+    from medledger.ledger.verify import signature_checker, verify_store
+    from medledger.node.node import CORE_REGISTRY
+    from medledger.node.pool import VerifyPool
+
+    store = SqliteStore(data, readonly=True)
+    pool = VerifyPool(CORE_REGISTRY)
+    try:
+        with _progress(quiet) as progress:
+            task = progress.add_task("verifying blocks", total=None)
+
+            def tick(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = verify_store(
+                store, pool._registry, progress=tick, check_signatures=signature_checker(pool.check_sync)
+            )
+    finally:
+        pool.close()
+        store.close()
+    return report.to_json()
+
+
+@app.command()
+def verify(
+    data: DataDir = Path("demo-data"),
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
+) -> None:
+    """Re-check every block, signature, Merkle root, tree head and state transition from genesis."""
+    try:
+        report = run_verify(data, quiet=as_json)
+    except VerificationError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "height": exc.height, "tx_id": exc.tx_id, "error": exc.message}))
+        where = f"height {exc.height}" if exc.height is not None else "the store file"
+        tx = f", transaction {exc.tx_id}" if exc.tx_id else ""
+        _fail(f"ledger verification FAILED at {where}{tx}: {exc.message}", 2)
+    except MedledgerError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "height": None, "tx_id": None, "error": exc.message}))
+        _fail(exc.message, 2)
+    if as_json:
+        print(json.dumps(report))
+    else:
+        console.print(
+            f"[bold green]ledger intact[/]: {report['blocks']} blocks, {report['transactions']} "
+            f"transactions, tree size {report['tree_size']}, root {report['root_hash']}"
+        )
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        _fail(f"cannot read {what} {path}: {exc.strerror}")
+    except json.JSONDecodeError as exc:
+        _fail(f"{what} {path} is not JSON: {exc}")
+
+
+@proof_app.command("verify")
+def proof_verify(
+    proof: Annotated[Path, typer.Option(help="saved inclusion or consistency proof (JSON from the API)")],
+    tree_head: Annotated[Path, typer.Option("--tree-head", help="saved signed tree head (JSON)")],
+    old_tree_head: Annotated[
+        Path | None, typer.Option("--old-tree-head", help="older signed tree head, for a consistency proof")
+    ] = None,
+    envelope: Annotated[
+        Path | None, typer.Option(help="the envelope wire form {envelope, signature}, to check the proof is for it")
+    ] = None,
+    trusted_key: Annotated[
+        list[str] | None, typer.Option("--trusted-key", help="node key id trusted to sign tree heads (repeatable)")
+    ] = None,
+) -> None:
+    """Check a saved proof against a saved signed tree head, offline."""
+    from medledger import client
+
+    proof_json = _read_json(proof, "proof")
+    head_json = _read_json(tree_head, "tree head")
+    try:
+        if old_tree_head is not None or "first" in proof_json:
+            if old_tree_head is None:
+                _fail("a consistency proof needs --old-tree-head as well as --tree-head")
+            client.verify_consistency_offline(
+                proof_json, _read_json(old_tree_head, "old tree head"), head_json, trusted_keys=trusted_key
+            )
+            console.print(
+                f"[bold green]consistent[/]: tree {proof_json.get('first')} is a prefix of tree "
+                f"{proof_json.get('second')}"
+            )
+        else:
+            wire = _read_json(envelope, "envelope") if envelope is not None else None
+            client.verify_inclusion_offline(proof_json, head_json, wire, trusted_keys=trusted_key)
+            console.print(
+                f"[bold green]included[/]: leaf {proof_json.get('leaf_index')} is in the signed tree "
+                f"of size {head_json.get('tree_size')}"
+            )
+    except MedledgerError as exc:
+        _fail(f"proof does NOT verify: {exc.message}", 2)
+
+
+@app.command()
+def load(
+    url: Annotated[str, typer.Option(help="base URL of a medledger node")] = "http://127.0.0.1:8400",
+    count: Annotated[int, typer.Option(help="anchor.record envelopes to submit")] = 1000,
+    concurrency: Annotated[int, typer.Option(help="parallel HTTP clients")] = 4,
+    batch: Annotated[int, typer.Option(help="envelopes per request")] = 1,
+    receipts: Annotated[Path | None, typer.Option(help="append each acknowledged receipt as a JSON line")] = None,
+    admin_key: Annotated[
+        Path, typer.Option("--admin-key", help="key of an institution admin that registers the load member")
+    ] = Path("demo-data/keys/demo-admin.key"),
+    org: Annotated[str, typer.Option(help="the admin's organisation")] = "demo-hospital",
+) -> None:
+    """Register a member and submit signed anchor.record envelopes over HTTP."""
+    from medledger.ledger.keys import SigningKey
+    from medledger.loadgen import run_load
+
+    try:
+        key = SigningKey.from_file(admin_key)
+        with _progress() as progress:
+            task = progress.add_task("submitting", total=count)
+            result = run_load(
+                url,
+                key,
+                org=org,
+                count=count,
+                concurrency=concurrency,
+                batch=batch,
+                receipts=receipts,
+                progress=lambda n: progress.update(task, advance=n),
+            )
+    except MedledgerError as exc:
+        _fail(exc.message)
+    print(json.dumps(result.to_json() if hasattr(result, "to_json") else result.__dict__))
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON")] = False,
+    count: Annotated[int, typer.Option(help="envelopes per measured run")] = 40_000,
+    http_count: Annotated[int, typer.Option(help="envelopes for the HTTP run")] = 20_000,
+) -> None:
+    """R = Ed25519 verifies/s on every core; T = envelopes/s durably committed; prints T/R."""
+    from medledger.benchmarks import ingest
+
+    result = ingest(count=count, http_count=http_count, log=None if as_json else console.print)
+    print(json.dumps(result, indent=None if as_json else 2))
+    if not as_json:
+        print(result["summary"])
+
+
+@bench_app.command("proofs")
+def bench_proofs(
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON")] = False,
+    size: Annotated[int, typer.Option(help="entries in the log")] = 1_000_000,
+) -> None:
+    """Median inclusion/consistency proof latency on a log of SIZE entries."""
+    from medledger.benchmarks import proofs
+
+    result = proofs(size=size, log=None if as_json else console.print)
+    print(json.dumps(result, indent=None if as_json else 2))
+    if not as_json:
+        print(result["summary"])
+
+
+@app.command()
+def demo(
+    data: DataDir = Path("demo-data"),
+    port: Annotated[int, typer.Option(help="TCP port")] = 8400,
+    count: Annotated[int, typer.Option(help="transactions the demo submits")] = 3000,
+    keep_serving: Annotated[bool, typer.Option(help="keep the API up after the demo until Ctrl-C")] = False,
+) -> None:
+    """Set up a ledger, serve it, load it, print the tree head and verify it."""
+    from medledger.demo import run_demo
+
+    try:
+        run_demo(data, port=port, count=count, keep_serving=keep_serving, console=console, progress=_progress)
+    except MedledgerError as exc:
+        _fail(exc.message)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,163 @@
+"""Every route with bad parameters answers a 4xx problem, never a 500 and never FastAPI's own error body."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote
+
+import pytest
+from api_support import PROBLEM, ApiLedger, anchor, assert_problem, body
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from medledger.api import create_app
+from medledger.ledger.canonical import b64e
+
+UNKNOWN = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def known(api: ApiLedger) -> dict[str, int | str]:
+    """One committed transaction, and the tree size after it."""
+    (receipt,) = api.submit(anchor(api.keys.demo_admin))
+    return {
+        "tx_id": receipt["tx_id"],
+        "leaf_index": receipt["leaf_index"],
+        "size": receipt["tree_head"]["tree_size"],
+        "height": receipt["height"],
+    }
+
+
+BAD_GETS = [
+    ("/v1/blocks/-1", 400, "invalid-parameter"),
+    ("/v1/blocks/abc", 400, "invalid-parameter"),
+    ("/v1/blocks/1.5", 400, "invalid-parameter"),
+    ("/v1/blocks/99999999999999999999999999", 400, "invalid-parameter"),
+    ("/v1/blocks/{far}", 404, "not-found"),
+    ("/v1/transactions/xyz", 400, "invalid-parameter"),
+    ("/v1/transactions/" + "AB" * 32, 400, "invalid-parameter"),
+    ("/v1/transactions/" + "a" * 65, 400, "invalid-parameter"),
+    ("/v1/transactions/" + UNKNOWN, 404, "not-found"),
+    ("/v1/proofs/inclusion/" + UNKNOWN, 404, "not-found"),
+    ("/v1/proofs/inclusion/nothex", 400, "invalid-parameter"),
+    ("/v1/proofs/inclusion/{tx}?tree_size=0", 400, "invalid-parameter"),
+    ("/v1/proofs/inclusion/{tx}?tree_size=-3", 400, "invalid-parameter"),
+    ("/v1/proofs/inclusion/{tx}?tree_size=abc", 400, "invalid-parameter"),
+    ("/v1/proofs/inclusion/{tx}?tree_size=1e3", 400, "invalid-parameter"),
+    ("/v1/proofs/inclusion/{tx}?tree_size=99999999999999999999999", 400, "invalid-parameter"),
+    ("/v1/proofs/inclusion/{tx}?tree_size={beyond}", 400, "bad-tree-size"),
+    ("/v1/proofs/inclusion/{tx}?tree_size={leaf}", 400, "bad-tree-size"),
+    ("/v1/proofs/consistency", 400, "invalid-parameter"),
+    ("/v1/proofs/consistency?first=0", 400, "invalid-parameter"),
+    ("/v1/proofs/consistency?first=-1&second=2", 400, "invalid-parameter"),
+    ("/v1/proofs/consistency?first=x&second=2", 400, "invalid-parameter"),
+    ("/v1/proofs/consistency?first=2&second=1", 400, "bad-tree-size"),
+    ("/v1/proofs/consistency?first=1&second={beyond}", 400, "bad-tree-size"),
+    ("/v1/proofs/consistency?first={beyond}", 400, "bad-tree-size"),
+    ("/v1/proofs/consistency?first=1&second=99999999999999999999999", 400, "invalid-parameter"),
+    ("/nope", 404, "not-found"),
+    ("/v1/blocks", 404, "not-found"),
+    ("/v1/proofs/inclusion/", 404, "not-found"),
+]
+
+
+@pytest.mark.parametrize(("template", "status", "code"), BAD_GETS)
+def test_bad_parameters_are_problems(
+    api: ApiLedger, known: dict[str, int | str], template: str, status: int, code: str
+) -> None:
+    url = template.format(
+        far=int(known["height"]) + 1000, tx=known["tx_id"], leaf=known["leaf_index"], beyond=int(known["size"]) + 1000
+    )
+    problem = assert_problem(api.http.get(url), status, code)
+    if code == "invalid-parameter":
+        assert problem["invalid_params"] and {"name", "in", "reason"} <= problem["invalid_params"][0].keys()
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("DELETE", "/v1/tree-head"),
+        ("PUT", "/v1/transactions"),
+        ("GET", "/v1/transactions"),
+        ("POST", "/v1/blocks/1"),
+        ("PATCH", "/healthz"),
+    ],
+)
+def test_wrong_method_is_405_with_allow(api: ApiLedger, method: str, url: str) -> None:
+    r = api.http.request(method, url)
+    assert_problem(r, 405, "method-not-allowed")
+    assert r.headers["allow"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    route=st.sampled_from(
+        [
+            "/v1/blocks/",
+            "/v1/transactions/",
+            "/v1/proofs/inclusion/",
+            "/v1/proofs/consistency?first=",
+            "/v1/proofs/consistency?first=1&second=",
+            "/v1/proofs/inclusion/" + UNKNOWN + "?tree_size=",
+        ]
+    ),
+    tail=st.text(alphabet=st.characters(codec="utf-8"), max_size=80),
+)
+def test_no_get_input_is_a_server_error(api: ApiLedger, route: str, tail: str) -> None:
+    r = api.http.get(route + quote(tail, safe=""))
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.headers["content-type"] == PROBLEM
+        assert r.json()["code"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    content=st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers(-(2**63), 2**63 - 1)
+            | st.floats(allow_nan=False)
+            | st.text(max_size=20),
+            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+            max_leaves=12,
+        ).map(body),
+        st.fixed_dictionaries({"envelope": st.text(max_size=120), "signature": st.text(max_size=100)}).map(body),
+    )
+)
+def test_no_post_body_is_a_server_error(api: ApiLedger, content: bytes) -> None:
+    before = api.snapshot()["txs"]
+    r = api.post(content)
+    assert 400 <= r.status_code < 500, r.text
+    assert r.headers["content-type"] == PROBLEM
+    assert api.snapshot()["txs"] == before
+
+
+def test_tampered_real_envelope_bytes_never_500(api: ApiLedger) -> None:
+    """Byte flips anywhere in a genuine envelope: always a 4xx refusal."""
+    env = anchor(api.keys.demo_admin)
+    wire = env.to_wire()
+    raw = bytearray(env.body)
+    for _ in range(40):
+        pos = int.from_bytes(os.urandom(2), "big") % len(raw)
+        mutated = bytearray(raw)
+        mutated[pos] ^= 1 << (pos % 8)
+        r = api.post(body({**wire, "envelope": b64e(bytes(mutated))}))
+        assert 400 <= r.status_code < 500, r.text
+
+
+def test_an_unexpected_failure_is_a_500_problem(api: ApiLedger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug must still answer problem+json (and be logged), never a bare traceback or HTML page."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    app = create_app(api.node)
+    monkeypatch.setattr(api.node.store, "tree_head", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/v1/tree-head")
+    problem = assert_problem(r, 500, "internal-error")
+    assert "disk on fire" not in problem["detail"]  # internals stay in the log

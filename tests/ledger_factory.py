@@ -1,0 +1,69 @@
+"""Builds small real ledgers for tests: every kind of core transaction, several blocks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from medledger.ledger import envelope
+from medledger.ledger.keys import SigningKey
+from medledger.node.bootstrap import DEMO_ORG, LedgerKeys, init_ledger
+from medledger.node.node import Node, NodeConfig, Receipt
+
+
+@dataclass
+class Populated:
+    data: Path
+    keys: LedgerKeys
+    alice: SigningKey
+    bob: SigningKey
+    bob_new: SigningKey
+    receipts: list[Receipt]
+
+    def heights(self) -> list[int]:
+        return sorted({r.height for r in self.receipts})
+
+
+def anchor(key: SigningKey, n: int) -> dict[str, str]:
+    return envelope.build(key, "anchor.record", {"label": f"test/{n}", "sha256": os.urandom(32).hex()}).to_wire()
+
+
+def register(
+    admin: SigningKey, member: str, key: SigningKey, *, org: str = DEMO_ORG, role: str = "member"
+) -> dict[str, str]:
+    return envelope.build(
+        admin, "member.register", {"member": member, "org": org, "role": role, "key": key.key_id}
+    ).to_wire()
+
+
+def populate(data: Path) -> Populated:
+    """Genesis (0), demo admin (1), then blocks 2..6 with registrations, anchors,
+    a contract-level rejection, a key rotation and a revocation."""
+    keys = init_ledger(data)
+    alice, bob, bob_new = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    node = Node(NodeConfig(data, workers=0, max_wait_ms=1))
+    receipts: list[Receipt] = []
+    try:
+        admin = keys.demo_admin
+        receipts += node.submit_sync(
+            [register(admin, f"{DEMO_ORG}/alice", alice), register(admin, f"{DEMO_ORG}/bob", bob)]
+        )
+        receipts += node.submit_sync(
+            [anchor(alice, i) for i in range(5)]
+            + [register(admin, "other-org/eve", SigningKey.generate(), org="other-org")]
+        )
+        receipts += node.submit_sync(
+            [envelope.build(bob, "member.rotate", {"member": f"{DEMO_ORG}/bob", "new_key": bob_new.key_id}).to_wire()]
+        )
+        receipts += node.submit_sync([anchor(bob_new, i) for i in range(7)])
+        receipts += node.submit_sync(
+            [
+                envelope.build(
+                    admin, "member.revoke", {"member": f"{DEMO_ORG}/alice", "reason": "left-organisation"}
+                ).to_wire()
+            ]
+        )
+    finally:
+        node.close()
+    return Populated(data, keys, alice, bob, bob_new, receipts)

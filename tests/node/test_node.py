@@ -1,0 +1,179 @@
+"""The embedded node through its library API: admission, execution, restart, determinism."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from ledger_factory import Populated, anchor, register
+from medledger.errors import AdmissionError, MedledgerError
+from medledger.ledger import envelope
+from medledger.ledger.keys import SigningKey
+from medledger.ledger.sqlite_store import SqliteStore
+from medledger.ledger.timefmt import now_ms
+from medledger.ledger.verify import verify_store
+from medledger.node.bootstrap import DEMO_ORG, init_ledger
+from medledger.node.node import CORE_REGISTRY, Node, NodeConfig
+from medledger.node.pool import load_registry
+
+
+def _verify(data: Path) -> None:
+    store = SqliteStore(data, readonly=True)
+    try:
+        verify_store(store, load_registry(CORE_REGISTRY))
+    finally:
+        store.close()
+
+
+def _refusal(node: Node, items: list[dict[str, str]]) -> AdmissionError:
+    with pytest.raises(MedledgerError) as info:
+        node.submit_sync(items)
+    assert isinstance(info.value, MedledgerError)
+    return info.value  # type: ignore[return-value]
+
+
+def test_revocation_earlier_in_the_same_block_rejects_later_signatures(populated: Populated) -> None:
+    """Admission saw an active key; execution, in order, must not."""
+    node = Node(NodeConfig(populated.data, workers=0, max_wait_ms=50))
+    try:
+        carol = SigningKey.generate()
+        node.submit_sync([register(populated.keys.demo_admin, f"{DEMO_ORG}/carol", carol)])
+        revoke = envelope.build(populated.keys.demo_admin, "member.revoke",
+                                {"member": f"{DEMO_ORG}/carol", "reason": "key-compromise"}).to_wire()
+        receipts = node.submit_sync([revoke, anchor(carol, 1)])
+        assert [r.status for r in receipts] == ["ACCEPTED", "REJECTED"]
+        assert receipts[1].codes == ("SIGNER-INACTIVE",)
+        assert receipts[0].height == receipts[1].height
+        error = _refusal(node, [anchor(carol, 2)])
+        assert error.code == "revoked-signer" and error.status == 403
+    finally:
+        node.close()
+    _verify(populated.data)
+
+
+def test_rotation_moves_the_signing_right(populated: Populated) -> None:
+    node = Node(NodeConfig(populated.data, workers=0, max_wait_ms=1))
+    try:
+        assert _refusal(node, [anchor(populated.bob, 1)]).code == "revoked-signer"
+        assert node.submit_sync([anchor(populated.bob_new, 1)])[0].status == "ACCEPTED"
+    finally:
+        node.close()
+
+
+def test_gateway_refusals_write_nothing(populated: Populated) -> None:
+    node = Node(NodeConfig(populated.data, workers=0, max_wait_ms=1))
+    try:
+        size = node.frontier.size
+        stranger = SigningKey.generate()
+        good = anchor(populated.bob_new, 1)
+        cases = {
+            "unknown-signer": [anchor(stranger, 1)],
+            "wrong-role": [register(populated.bob_new, f"{DEMO_ORG}/x", SigningKey.generate())],
+            "clock-skew": [envelope.build(populated.bob_new, "anchor.record", {"label": "x", "sha256": "00" * 32},
+                                          created_ms=now_ms() - 3_600_000).to_wire()],
+            "replayed-tx": [good, good],
+            "invalid-payload": [envelope.build(populated.bob_new, "anchor.record", {"label": "x"}).to_wire()],
+            "unknown-type": [envelope.build(populated.bob_new, "nope.nothing", {}).to_wire()],
+            "bad-signature": [{**good, "signature": envelope.b64e(bytes(64))}],
+            "empty-batch": [],
+        }
+        for code, items in cases.items():
+            error = _refusal(node, items)
+            assert error.code in (code, "batch-refused"), (code, error.code, error.message)
+            assert 400 <= error.status < 500
+            assert "refused" in error.message or error.message
+        nonce = envelope.new_nonce()
+        node.submit_sync([envelope.build(populated.bob_new, "anchor.record", {"label": "a", "sha256": "11" * 32},
+                                         nonce=nonce).to_wire()])
+        size += 1
+        reuse = envelope.build(populated.bob_new, "anchor.record", {"label": "b", "sha256": "22" * 32}, nonce=nonce)
+        assert _refusal(node, [reuse.to_wire()]).code == "nonce-reused"
+        mixed = _refusal(node, [anchor(populated.bob_new, 5), anchor(stranger, 6)])
+        assert mixed.detail["errors"][0]["index"] == 1
+        assert node.frontier.size == size
+    finally:
+        node.close()
+    _verify(populated.data)
+
+
+def test_replay_is_refused_after_restart(populated: Populated) -> None:
+    item = anchor(populated.bob_new, 9)
+    node = Node(NodeConfig(populated.data, workers=0, max_wait_ms=1))
+    node.submit_sync([item])
+    node.close()
+    node = Node(NodeConfig(populated.data, workers=0, max_wait_ms=1))
+    try:
+        assert _refusal(node, [item]).code == "replayed-tx"
+    finally:
+        node.close()
+
+
+def test_concurrent_submitters_with_worker_pool(tmp_path: Path) -> None:
+    keys = init_ledger(tmp_path / "l")
+    node = Node(NodeConfig(tmp_path / "l", workers=2, max_block_txs=300, max_wait_ms=5))
+    try:
+        member = SigningKey.generate()
+        node.submit_sync([register(keys.demo_admin, f"{DEMO_ORG}/m", member)])
+        receipts: list[object] = []
+        lock = threading.Lock()
+
+        def work() -> None:
+            for _ in range(5):
+                got = node.submit_sync([anchor(member, i) for i in range(60)])
+                with lock:
+                    receipts.extend(got)
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        leaves = sorted(r.leaf_index for r in receipts)  # type: ignore[attr-defined]
+        assert leaves == list(range(3, 3 + 1800))
+        assert all(r.status == "ACCEPTED" for r in receipts)  # type: ignore[attr-defined]
+    finally:
+        node.close()
+    _verify(tmp_path / "l")
+
+
+def test_restart_continues_the_same_tree(populated: Populated) -> None:
+    node = Node(NodeConfig(populated.data, workers=0, max_wait_ms=1))
+    before = node.store.tree_head()
+    receipt = node.submit_sync([anchor(populated.bob_new, 77)])[0]
+    node.close()
+    assert before is not None
+    assert receipt.leaf_index == before.tree_size
+    assert receipt.height == max(populated.heights()) + 1
+    _verify(populated.data)
+
+
+def test_replaying_the_blocks_reproduces_every_hash(populated: Populated, tmp_path: Path) -> None:
+    """Determinism: the same envelopes with the same block times give the same blocks, byte for byte."""
+    from medledger.ledger import merkle
+    from medledger.ledger.chain import Tip, build_block
+    from medledger.ledger.envelope import from_parts
+    from medledger.ledger.state import GENESIS_STATE_ROOT, MemoryState
+
+    store = SqliteStore(populated.data, readonly=True)
+    registry = load_registry(CORE_REGISTRY)
+    state = MemoryState()
+    tip = Tip(-1, "00" * 32, GENESIS_STATE_ROOT, 0)
+    frontier = merkle.MerkleFrontier()
+    for record, txs in store.iter_blocks():
+        import orjson
+
+        header = orjson.loads(record.header_bytes)
+        from medledger.ledger.timefmt import parse_ms
+
+        built = build_block(registry, state, tip, frontier, [from_parts(t.body, t.signature) for t in txs], None,
+                            block_ms=parse_ms(header["timestamp"]), proposer=header["proposer"], node_key=None,
+                            ordering=header["ordering"])
+        assert built.block.header_bytes == record.header_bytes
+        assert built.block.block_hash == record.block_hash
+        state.apply(built.writes, record.height)
+        tip, frontier = built.tip, built.frontier
+    store.close()
+    assert os.path.exists(populated.data / "ledger.sqlite")
