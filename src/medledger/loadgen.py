@@ -230,6 +230,7 @@ def run_load(
     receipts: Path | None,
     progress: Callable[[int], None] | None = None,
     timeout: float = 30.0,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
     """Register a load member, then send ``count`` anchors from ``concurrency`` threads.
 
@@ -237,6 +238,7 @@ def run_load(
     just finished, acknowledged or refused, so a progress bar can advance by it.
     ``timeout`` bounds every request; a receipt only comes back after the block
     is fsynced, so it must cover a commit under load, not just a round trip.
+    Setting ``stop`` ends the run early (requests in flight still finish).
     Raises only if the member cannot be registered or the receipts file cannot
     be written; refusals of anchors are counted in the result.
     """
@@ -251,6 +253,8 @@ def run_load(
         receipts.parent.mkdir(parents=True, exist_ok=True)
         handle = open(receipts, "ab")  # noqa: SIM115 - closed in the finally below
     run = _Run(count, batch, handle, progress)
+    if stop is not None:
+        run.stop = stop
     threads = [
         threading.Thread(target=_worker, args=(run, url, key, timeout), name=f"medledger-load-{i}", daemon=True)
         for i in range(min(concurrency, max(1, -(-count // batch))))

@@ -46,8 +46,12 @@ def _refuse_float(text: str) -> Any:
     )
 
 
-def _check_value(value: Any) -> None:
-    """Refuse anything a JCS encoder cannot represent exactly (floats, unsafe ints)."""
+MAX_DEPTH = 64
+
+
+def _check_value(value: Any, depth: int = 0) -> None:
+    """Refuse anything a JCS encoder cannot represent exactly (floats, unsafe ints),
+    and nesting deeper than any real record needs (a cheap denial-of-service)."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return
@@ -58,17 +62,19 @@ def _check_value(value: Any) -> None:
                 code="integer-out-of-range",
             )
         return
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                raise EncodingError(f"object key {key!r} is not a string", code="malformed")
-            if type(item) is not str:
-                _check_value(item)
-        return
-    if kind is list or kind is tuple:
-        for item in value:
-            if type(item) is not str:
-                _check_value(item)
+    if kind is dict or kind is list or kind is tuple:
+        if depth >= MAX_DEPTH:
+            raise EncodingError(f"JSON is nested more than {MAX_DEPTH} levels deep", code="malformed")
+        if kind is dict:
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise EncodingError(f"object key {key!r} is not a string", code="malformed")
+                if type(item) is not str:
+                    _check_value(item, depth + 1)
+        else:
+            for item in value:
+                if type(item) is not str:
+                    _check_value(item, depth + 1)
         return
     if kind is float:
         _refuse_float(repr(value))

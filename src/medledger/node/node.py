@@ -184,6 +184,9 @@ class Node:
             self._pending_nonces |= batch_nonces
             pending = [_Pending(env, payload) for env, payload in zip(envelopes, payloads, strict=True)]
             for p in pending:
+                # Once queued, a receipt cannot be cancelled: the block will be written anyway.
+                p.future.set_running_or_notify_cancel()
+            for p in pending:
                 self._queue.put(p)
         return [p.future for p in pending]
 

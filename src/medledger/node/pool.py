@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -42,6 +43,8 @@ def load_registry(path: str) -> Registry:
 
 
 def _init_worker(registry_path: str) -> None:
+    # Ctrl-C is for the node process, which shuts workers down in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     global _registry
     _registry = load_registry(registry_path)
 
