@@ -251,7 +251,7 @@ def _too_deep() -> MedledgerError:
     return EncodingError("the JSON is nested too deeply to be checked", code="malformed")
 
 
-def _settled(future: Future[Receipt]) -> asyncio.Future[None]:
+def _settled(future: Future[list[Receipt]]) -> asyncio.Future[None]:
     """An awaitable that completes with ``future`` but never cancels it.
 
     ``asyncio.wrap_future`` propagates cancellation back to the concurrent
@@ -267,7 +267,7 @@ def _settled(future: Future[Receipt]) -> asyncio.Future[None]:
         if not waiter.done():
             waiter.set_result(None)
 
-    def done(_: Future[Receipt]) -> None:
+    def done(_: Future[list[Receipt]]) -> None:
         # RuntimeError: the loop is gone (server stopped), so nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(wake, waiter)
@@ -276,26 +276,16 @@ def _settled(future: Future[Receipt]) -> asyncio.Future[None]:
     return waiter
 
 
-async def _receipts(futures: list[Future[Receipt]]) -> list[dict[str, Any]]:
-    """Wait for every receipt of one request.
-
-    The committer resolves futures in queue order and a request's envelopes
-    are queued together, so waiting on the last one normally covers them all
-    with one cross-thread wake-up instead of thousands.
-    """
-    await _settled(futures[-1])
-    for future in futures:
-        if not future.done():
-            await _settled(future)
-    out: list[dict[str, Any]] = []
-    for future in futures:
-        exc = future.exception()
-        if exc is not None:
-            if isinstance(exc, MedledgerError):
-                raise exc
-            raise StoreError(f"the block holding this submission could not be committed: {exc}")
-        out.append(future.result().to_json())
-    return out
+async def _receipts(future: Future[list[Receipt]]) -> list[dict[str, Any]]:
+    """Wait for every receipt of one request (the node resolves a request's future once, when its last
+    envelope is committed: one cross-thread wake-up per request)."""
+    await _settled(future)
+    exc = future.exception()
+    if exc is not None:
+        if isinstance(exc, MedledgerError):
+            raise exc
+        raise StoreError(f"the block holding this submission could not be committed: {exc}")
+    return [receipt.to_json() for receipt in future.result()]
 
 
 def _outcome(raw: bytes) -> Any:
@@ -357,7 +347,7 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
     app.openapi = _custom_openapi(app)  # type: ignore[method-assign]
     problems.install(app, metrics.refused)
 
-    def ingest(body: bytes) -> tuple[bool, list[Future[Receipt]], float]:
+    def ingest(body: bytes) -> tuple[bool, int, Future[list[Receipt]], float]:
         """Decode, check and admit in one worker-thread hop (parsing megabytes must not stall the loop)."""
         try:
             value = parse_json(body)
@@ -384,8 +374,8 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
             ) from None
         finally:
             metrics.check_seconds.observe(time.perf_counter() - started)
-        futures = node.admit(envelopes)
-        return single, futures, time.perf_counter()
+        future = node.admit(envelopes)
+        return single, len(envelopes), future, time.perf_counter()
 
     @app.post(
         "/v1/transactions",
@@ -404,9 +394,9 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
     async def submit(request: Request) -> Response:
         _require_json(request)
         body = await _read_body(request, max_body_bytes)
-        single, futures, admitted = await anyio.to_thread.run_sync(ingest, body)
-        metrics.submitted.inc(len(futures))
-        receipts = await _receipts(futures)
+        single, count, future, admitted = await anyio.to_thread.run_sync(ingest, body)
+        metrics.submitted.inc(count)
+        receipts = await _receipts(future)
         metrics.commit_wait_seconds.observe(time.perf_counter() - admitted)
         return _json(receipts[0] if single else {"receipts": receipts})
 

@@ -129,22 +129,32 @@ def b64e(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-_to_std = bytes.maketrans(b"-_", b"+/")
+def _std_table() -> bytes:
+    """base64url -> standard alphabet, with "+", "/" and "=" made invalid, so one
+    strict C decode both translates and refuses every foreign character."""
+    table = bytearray(range(256))
+    for char in b"+/=":
+        table[char] = ord("!")
+    table[ord("-")] = ord("+")
+    table[ord("_")] = ord("/")
+    return bytes(table)
+
+
+_to_std = _std_table()
+_B64_VALUE = {c: i for i, c in enumerate(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+_pads = (b"", b"", b"==", b"=")
 
 
 def b64d(text: str, *, what: str = "value", length: int | None = None) -> bytes:
     """Decode base64url strictly: one spelling per byte string, so none is malleable."""
-    if not isinstance(text, str) or not text.isascii() or len(text) % 4 == 1:
-        raise EncodingError(f"{what} is not unpadded base64url", code="malformed")
-    data = text.encode("ascii")
-    if b"+" in data or b"/" in data or b"=" in data:
-        raise EncodingError(f"{what} is not unpadded base64url", code="malformed")
     try:
-        raw = binascii.a2b_base64(data.translate(_to_std) + b"=" * (-len(data) % 4), strict_mode=True)
-    except (binascii.Error, ValueError) as exc:
-        raise EncodingError(f"{what} is not valid base64url", code="malformed") from exc
+        data = text.encode("ascii")
+        raw = binascii.a2b_base64(data.translate(_to_std) + _pads[len(data) % 4], strict_mode=True)
+    except (AttributeError, UnicodeEncodeError, binascii.Error, ValueError):
+        raise EncodingError(f"{what} is not unpadded base64url", code="malformed") from None
+    # Canonical spelling: the unused low bits of a partial last group are zero.
     tail = len(raw) % 3
-    if tail and b64e(raw[-tail:])[-1] != text[-1]:
+    if tail and _B64_VALUE[data[-1]] & (0x0F if tail == 1 else 0x03):
         raise EncodingError(f"{what} is not the canonical base64url spelling", code="non-canonical")
     if length is not None and len(raw) != length:
         raise EncodingError(f"{what} must be {length} bytes, got {len(raw)}", code="malformed")

@@ -23,6 +23,8 @@ from medledger.ledger.store import NewBlock
 from medledger.ledger.timefmt import format_ms
 from medledger.ledger.txtypes import REJECTED, Outcome, Registry, Signer, TxContext, rejected
 
+_UNSEEN: Any = object()
+
 
 def max_skew_ms(state: BlockState) -> int:
     params = state.get("params")
@@ -39,6 +41,7 @@ def execute_tx(
     block_ms: int,
     leaf_index: int,
     skew_ms: int,
+    signers: dict[str, Any] | None = None,
 ) -> Outcome:
     """Run one envelope's checks and handler against the block overlay.
 
@@ -61,7 +64,11 @@ def execute_tx(
         return outcome
     if height == 0:
         return rejected("NO-GENESIS", "block 0 holds only the genesis")
-    maybe_signer = signer_of(state, env.signer)
+    maybe_signer = signers.get(env.signer, _UNSEEN) if signers is not None else _UNSEEN
+    if maybe_signer is _UNSEEN:
+        maybe_signer = signer_of(state, env.signer)
+        if signers is not None:
+            signers[env.signer] = maybe_signer
     if maybe_signer is None:
         return rejected("UNKNOWN-SIGNER", "the signing key is not registered on this ledger")
     if not maybe_signer.active:
@@ -153,8 +160,13 @@ def build_block(
     leaf_hashes: list[bytes] = []
     outcome_bytes: list[bytes] = []
     sha256 = hashlib.sha256
+    signers: dict[str, Any] = {}
+    identity_version = state.identity_version
     for offset, env in enumerate(envelopes):
         leaf_index = first_leaf + offset
+        if state.identity_version != identity_version:
+            signers.clear()
+            identity_version = state.identity_version
         outcome = execute_tx(
             registry,
             state,
@@ -164,6 +176,7 @@ def build_block(
             block_ms=block_ms,
             leaf_index=leaf_index,
             skew_ms=skew,
+            signers=signers,
         )
         if height == 0:
             skew = max_skew_ms(state)

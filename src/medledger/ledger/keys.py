@@ -34,9 +34,20 @@ def key_id(public_key: bytes) -> str:
     return b64e(public_key)
 
 
+_decoded: dict[str, bytes] = {}
+
+
 def public_key_bytes(kid: str) -> bytes:
-    """Raw public key bytes from its ledger name, strictly decoded."""
-    return b64d(kid, what="signer key", length=32)
+    """Raw public key bytes from its ledger name, strictly decoded (memoised: a
+    ledger has few signers and every envelope names one)."""
+    try:
+        return _decoded[kid]
+    except (KeyError, TypeError):
+        raw = b64d(kid, what="signer key", length=32)
+        if len(_decoded) > 100_000:
+            _decoded.clear()
+        _decoded[kid] = raw
+        return raw
 
 
 @dataclass(frozen=True)

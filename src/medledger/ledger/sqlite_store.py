@@ -54,8 +54,12 @@ INDEXES = ("txs_tx_id", "txs_nonce", "tree_heads_size")
 DB_NAME = "ledger.sqlite"
 
 
+#: hashes per stored run: 4 KiB, about one page, so a proof's lookups each read one small row
+RUN_MAX = 128
+
+
 def node_runs(nodes: Sequence[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
-    """Group perfect nodes into contiguous (level, start, hashes) runs."""
+    """Group perfect nodes into contiguous (level, start, hashes) runs of at most RUN_MAX."""
     by_level: dict[int, list[tuple[int, bytes]]] = {}
     for level, idx, value in nodes:
         by_level.setdefault(level, []).append((idx, value))
@@ -65,7 +69,7 @@ def node_runs(nodes: Sequence[tuple[int, int, bytes]]) -> list[tuple[int, int, b
         start = prev = items[0][0]
         chunk = [items[0][1]]
         for idx, value in items[1:]:
-            if idx != prev + 1:
+            if idx != prev + 1 or len(chunk) == RUN_MAX:
                 runs.append((level, start, b"".join(chunk)))
                 start, chunk = idx, []
             chunk.append(value)

@@ -100,13 +100,15 @@ class CachedState:
 class BlockState:
     """Per-block overlay with a per-transaction layer on top."""
 
-    __slots__ = ("_base", "_block", "_read", "_tx")
+    __slots__ = ("_base", "_block", "_read", "_tx", "identity_version")
 
     def __init__(self, base: StateReader) -> None:
         self._base = base
         self._block: dict[str, Any | None] = {}
         self._tx: dict[str, Any | None] = {}
         self._read: dict[str, Any | None] = {}
+        #: bumped by every committed write to identity keys, so signer lookups can be cached in between
+        self.identity_version = 0
 
     def prefetch(self, keys: Iterable[str]) -> None:
         """Load committed values the block is about to read, in one batch."""
@@ -134,6 +136,8 @@ class BlockState:
 
     def commit_tx(self) -> None:
         if self._tx:
+            if any(k.startswith(("key/", "member/")) for k in self._tx):
+                self.identity_version += 1
             self._block.update(self._tx)
             self._tx = {}
 
