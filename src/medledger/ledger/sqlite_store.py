@@ -114,6 +114,10 @@ class SqliteStore:
                 conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
+                # Checkpoint every ~40 MiB of WAL instead of 4 MiB: index pages that
+                # random keys (tx_id, nonce) touch are then copied back once per many
+                # blocks rather than once per block (measured: -33% wall per row).
+                conn.execute("PRAGMA wal_autocheckpoint=10000")
             conn.execute("PRAGMA busy_timeout=10000")
             conn.execute("PRAGMA cache_size=-65536")
         except sqlite3.Error as exc:
@@ -215,25 +219,24 @@ class SqliteStore:
         for key, value, height in cur:
             yield key, orjson.loads(value), height
 
-    def seen(self, tx_ids: Sequence[str], nonces: Sequence[tuple[str, str]]) -> tuple[set[str], set[tuple[str, str]]]:
+    def find_nonces(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The tx_id already committed under each ``(signer, nonce)`` that has one.
+
+        One indexed lookup answers both replay questions: a hit with the same
+        tx_id is a replayed transaction, a hit with another is a reused nonce.
+        """
         conn = self._reader
-        found_ids: set[str] = set()
-        found_nonces: set[tuple[str, str]] = set()
-        for start in range(0, len(tx_ids), 500):
-            chunk = [bytes.fromhex(t) for t in tx_ids[start : start + 500]]
-            rows = conn.execute(
-                f"SELECT tx_id FROM txs WHERE tx_id IN ({','.join('?' * len(chunk))})", chunk
-            ).fetchall()
-            found_ids.update(r[0].hex() for r in rows)
-        wanted = set(nonces)
-        nonce_list = list({n for _, n in nonces})
+        wanted = set(pairs)
+        found: dict[tuple[str, str], str] = {}
+        nonce_list = list({n for _, n in wanted})
         for start in range(0, len(nonce_list), 500):
             some = nonce_list[start : start + 500]
-            rows = conn.execute(
-                f"SELECT signer, nonce FROM txs WHERE nonce IN ({','.join('?' * len(some))})", some
-            ).fetchall()
-            found_nonces.update(pair for pair in map(tuple, rows) if pair in wanted)
-        return found_ids, found_nonces
+            for signer, nonce, tx_id in conn.execute(
+                f"SELECT signer, nonce, tx_id FROM txs WHERE nonce IN ({','.join('?' * len(some))})", some
+            ):
+                if (signer, nonce) in wanted:
+                    found[(signer, nonce)] = bytes(tx_id).hex()
+        return found
 
     _TX_COLS = "leaf_index, height, tx_id, body, signature, outcome, signer, nonce"
 

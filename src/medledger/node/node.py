@@ -112,8 +112,8 @@ class Node:
         self.pool = VerifyPool(config.registry_path, config.workers)
         self.registry = self.pool._registry
         self._lock = threading.Lock()
-        self._pending_ids: set[str] = set()
-        self._pending_nonces: set[tuple[str, str]] = set()
+        #: (signer, nonce) -> tx_id of every admitted, not yet committed envelope
+        self._pending: dict[tuple[str, str], str] = {}
         self._signers: dict[str, Signer | None] = {}
         self._signer_generation = 0
         self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
@@ -175,28 +175,25 @@ class Node:
     def admit(self, envelopes: Sequence[SignedEnvelope]) -> Future[list[Receipt]]:
         """Stateful gateway checks, atomically for the whole batch, then queue."""
         now = self.config.clock()
-        seen_ids, seen_nonces = self.store.seen([e.tx_id for e in envelopes], [(e.signer, e.nonce) for e in envelopes])
+        committed = self.store.find_nonces([(e.signer, e.nonce) for e in envelopes])
         skew = self._max_skew_ms()
         payloads = self._validate(envelopes)
         with self._lock:
             errors: list[dict[str, Any]] = []
-            batch_ids: set[str] = set()
-            batch_nonces: set[tuple[str, str]] = set()
+            batch: dict[tuple[str, str], str] = {}
             for i, env in enumerate(envelopes):
-                problem = self._admission_problem(env, now, skew, seen_ids, seen_nonces, batch_ids, batch_nonces)
+                problem = self._admission_problem(env, now, skew, committed, batch)
                 if problem is not None:
                     errors.append({"index": i, **problem})
-                batch_ids.add(env.tx_id)
-                batch_nonces.add((env.signer, env.nonce))
+                batch.setdefault((env.signer, env.nonce), env.tx_id)
             if errors:
                 raise _refusal(errors, len(envelopes))
-            self._pending_ids |= batch_ids
-            self._pending_nonces |= batch_nonces
-            batch = _Batch(list(envelopes), payloads)
+            self._pending.update(batch)
+            queued = _Batch(list(envelopes), payloads)
             # Once queued, receipts cannot be cancelled: the block will be written anyway.
-            batch.future.set_running_or_notify_cancel()
-            self._queue.put(batch)
-        return batch.future
+            queued.future.set_running_or_notify_cancel()
+            self._queue.put(queued)
+        return queued.future
 
     def _validate(self, envelopes: Sequence[SignedEnvelope]) -> list[Any]:
         """Payload schemas, once: the validated payloads go on to execution."""
@@ -261,19 +258,18 @@ class Node:
         env: SignedEnvelope,
         now: int,
         skew: int,
-        seen_ids: set[str],
-        seen_nonces: set[tuple[str, str]],
-        batch_ids: set[str],
-        batch_nonces: set[tuple[str, str]],
+        committed: dict[tuple[str, str], str],
+        batch: dict[tuple[str, str], str],
     ) -> dict[str, Any] | None:
-        if env.tx_id in seen_ids or env.tx_id in self._pending_ids or env.tx_id in batch_ids:
-            return {"code": "replayed-tx", "status": 409, "detail": f"transaction {env.tx_id} was already submitted"}
         pair = (env.signer, env.nonce)
-        if pair in seen_nonces or pair in self._pending_nonces or pair in batch_nonces:
+        earlier = committed.get(pair) or self._pending.get(pair) or batch.get(pair)
+        if earlier == env.tx_id:
+            return {"code": "replayed-tx", "status": 409, "detail": f"transaction {env.tx_id} was already submitted"}
+        if earlier is not None:
             return {
                 "code": "nonce-reused",
                 "status": 409,
-                "detail": f"nonce {env.nonce} was already used by this signer",
+                "detail": f"nonce {env.nonce} was already used by this signer (transaction {earlier})",
             }
         if env.type == "genesis":
             return {"code": "wrong-role", "status": 403, "detail": "a genesis cannot be submitted to a running ledger"}
@@ -360,8 +356,7 @@ class Node:
         with self._lock:
             for batch, _, _ in slices:
                 for env in batch.envelopes:
-                    self._pending_ids.discard(env.tx_id)
-                    self._pending_nonces.discard((env.signer, env.nonce))
+                    self._pending.pop((env.signer, env.nonce), None)
         for batch, _, _ in slices:
             if batch is self._carry:
                 self._carry = None
@@ -398,8 +393,7 @@ class Node:
                     self._signers.clear()
                     break
             for env in envelopes:
-                self._pending_ids.discard(env.tx_id)
-                self._pending_nonces.discard((env.signer, env.nonce))
+                self._pending.pop((env.signer, env.nonce), None)
         head = block.tree_head
         height, block_hash = block.header.height, block.block_hash
         leaf = self.frontier.size - len(envelopes)
