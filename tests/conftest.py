@@ -1,12 +1,17 @@
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from medledger._serving import BackgroundServer
+from medledger.node.bootstrap import init_ledger
+from medledger.node.node import Node, NodeConfig
+
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ledger_factory import Populated, populate
+from ledger_factory import LiveNode, Populated, populate
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +26,17 @@ def populated(populated_template: Populated, tmp_path: Path) -> Populated:
     shutil.copytree(populated_template.data, data)
     p = populated_template
     return Populated(data, p.keys, p.alice, p.bob, p.bob_new, p.receipts)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveNode]:
+    data_dir = tmp_path / "ledger"
+    keys = init_ledger(data_dir)
+    node = Node(NodeConfig(data_dir, workers=1, max_wait_ms=2))
+    server = BackgroundServer(node)
+    with server:
+        live = LiveNode(server.url, data_dir, keys.node, keys.demo_admin, server, node)
+        try:
+            yield live
+        finally:
+            live.stop()

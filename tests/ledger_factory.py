@@ -6,10 +6,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from medledger._serving import BackgroundServer
 from medledger.ledger import envelope
 from medledger.ledger.keys import SigningKey
+from medledger.ledger.receipt import Receipt
 from medledger.node.bootstrap import DEMO_ORG, LedgerKeys, init_ledger
-from medledger.node.node import Node, NodeConfig, Receipt
+from medledger.node.node import Node, NodeConfig
 
 
 @dataclass
@@ -67,3 +69,20 @@ def populate(data: Path) -> Populated:
     finally:
         node.close()
     return Populated(data, keys, alice, bob, bob_new, receipts)
+
+
+@dataclass
+class LiveNode:
+    """A fresh ledger served over real HTTP on a loopback port."""
+
+    url: str
+    data_dir: Path
+    node_key: SigningKey
+    admin_key: SigningKey
+    server: BackgroundServer
+    node: Node
+
+    def stop(self) -> None:
+        """Take the server down (tests use it to kill a node mid-run); safe to call twice."""
+        self.server.stop()
+        self.node.close()

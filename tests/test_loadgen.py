@@ -13,13 +13,12 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ledger_factory import LiveNode
 from medledger import loadgen
 from medledger.client import Client, verify_receipt_offline
 from medledger.errors import MedledgerError
@@ -27,55 +26,6 @@ from medledger.ledger import envelope, merkle, proofs
 from medledger.ledger.keys import SigningKey
 from medledger.ledger.sqlite_store import SqliteStore
 from medledger.loadgen import LoadResult, run_load
-
-
-@dataclass
-class LiveNode:
-    url: str
-    data_dir: Path
-    node_key: SigningKey
-    admin_key: SigningKey
-    server: Any
-    stop: Any
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveNode]:
-    """``init_ledger``, then a real uvicorn server for the app on a free loopback port."""
-    app_module = pytest.importorskip("medledger.api.app")
-    import uvicorn
-
-    from medledger.node.bootstrap import init_ledger
-    from medledger.node.node import Node, NodeConfig
-
-    data_dir = tmp_path / "ledger"
-    keys = init_ledger(data_dir)
-    node = Node(NodeConfig(data_dir, workers=1, max_wait_ms=2))
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
-    # without it every response waits ~40 ms on Nagle plus delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app_module.create_app(node), log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-        node.close()
-
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        yield LiveNode(f"http://127.0.0.1:{port}", data_dir, keys.node, keys.demo_admin, server, stop)
-    finally:
-        stop()
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:

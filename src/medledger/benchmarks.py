@@ -297,14 +297,14 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not become healthy in 60 s")
 
 
-def ingest(count: int = 40_000, http_count: int = 20_000, log: Log = None) -> dict[str, Any]:
+def ingest(count: int = 40_000, http_count: int = 20_000, log: Log = None, seconds: float = 3.0) -> dict[str, Any]:
     """The ingest benchmark of issue 2: R, T (library), T (HTTP) and the ratios."""
-    before = raw_verify_rates()
+    before = raw_verify_rates(seconds)
     if log:
         log(f"raw verify (before): {before}")
     library = library_ingest(count, log=log)
     http = http_ingest(http_count, log=log) if http_count > 0 else None
-    after = raw_verify_rates()
+    after = raw_verify_rates(seconds)
     if log:
         log(f"raw verify (after): {after}")
     raw = {lib: max(before[lib], after[lib]) for lib in before}

@@ -148,40 +148,64 @@ def _read_json(path: Path, what: str) -> Any:
 @proof_app.command("verify")
 def proof_verify(
     proof: Annotated[Path, typer.Option(help="saved inclusion or consistency proof (JSON from the API)")],
-    tree_head: Annotated[Path, typer.Option("--tree-head", help="saved signed tree head (JSON)")],
+    tree_head: Annotated[
+        Path | None, typer.Option("--tree-head", help="saved signed tree head (JSON); a receipt carries its own")
+    ] = None,
     old_tree_head: Annotated[
         Path | None, typer.Option("--old-tree-head", help="older signed tree head, for a consistency proof")
     ] = None,
     envelope: Annotated[
         Path | None, typer.Option(help="the envelope wire form {envelope, signature}, to check the proof is for it")
     ] = None,
+    receipt: Annotated[
+        Path | None,
+        typer.Option(help="a receipt (JSON), or one line of `medledger load --receipts` ({receipt, wire})"),
+    ] = None,
     trusted_key: Annotated[
         list[str] | None, typer.Option("--trusted-key", help="node key id trusted to sign tree heads (repeatable)")
     ] = None,
 ) -> None:
-    """Check a saved proof against a saved signed tree head, offline."""
+    """Check a saved proof against a saved signed tree head or receipt, offline."""
     from medledger import client
 
     proof_json = _read_json(proof, "proof")
-    head_json = _read_json(tree_head, "tree head")
     try:
-        if old_tree_head is not None or "first" in proof_json:
-            if old_tree_head is None:
-                _fail("a consistency proof needs --old-tree-head as well as --tree-head")
+        if "first" in proof_json or old_tree_head is not None:
+            if old_tree_head is None or tree_head is None:
+                _fail("a consistency proof needs --old-tree-head and --tree-head")
             client.verify_consistency_offline(
-                proof_json, _read_json(old_tree_head, "old tree head"), head_json, trusted_keys=trusted_key
+                proof_json,
+                _read_json(old_tree_head, "old tree head"),
+                _read_json(tree_head, "tree head"),
+                trusted_keys=trusted_key,
             )
             console.print(
                 f"[bold green]consistent[/]: tree {proof_json.get('first')} is a prefix of tree "
                 f"{proof_json.get('second')}"
             )
-        else:
-            wire = _read_json(envelope, "envelope") if envelope is not None else None
-            client.verify_inclusion_offline(proof_json, head_json, wire, trusted_keys=trusted_key)
+            return
+        wire = _read_json(envelope, "envelope") if envelope is not None else None
+        if receipt is not None:
+            saved = _read_json(receipt, "receipt")
+            if isinstance(saved, dict) and "receipt" in saved:
+                wire = wire or saved.get("wire")
+                saved = saved["receipt"]
+            if wire is None:
+                _fail("checking a receipt needs the envelope: --envelope, or a receipts-file line with its wire form")
+            client.verify_receipt_offline(saved, proof_json, wire, trusted_keys=trusted_key)
             console.print(
-                f"[bold green]included[/]: leaf {proof_json.get('leaf_index')} is in the signed tree "
-                f"of size {head_json.get('tree_size')}"
+                f"[bold green]receipt holds[/]: transaction {saved.get('tx_id')} is leaf {saved.get('leaf_index')} "
+                f"of the signed tree of size {saved.get('tree_head', {}).get('tree_size')}"
             )
+            return
+        if tree_head is None:
+            _fail("an inclusion proof needs --tree-head (or --receipt)")
+        head_json = _read_json(tree_head, "tree head")
+        client.verify_inclusion_offline(proof_json, head_json, wire, trusted_keys=trusted_key)
+        console.print(
+            f"[bold green]included[/]: leaf {proof_json.get('leaf_index')} is in the signed tree "
+            f"of size {head_json.get('tree_size')}"
+        )
     except MedledgerError as exc:
         _fail(f"proof does NOT verify: {exc.message}", 2)
 
@@ -225,12 +249,13 @@ def load(
 def bench_ingest(
     as_json: Annotated[bool, typer.Option("--json", help="print only the JSON")] = False,
     count: Annotated[int, typer.Option(help="envelopes per measured run")] = 40_000,
-    http_count: Annotated[int, typer.Option(help="envelopes for the HTTP run")] = 20_000,
+    http_count: Annotated[int, typer.Option(help="envelopes for the HTTP run (0 skips it)")] = 20_000,
+    seconds: Annotated[float, typer.Option(help="length of each raw-verify sample")] = 3.0,
 ) -> None:
     """R = Ed25519 verifies/s on every core; T = envelopes/s durably committed; prints T/R."""
     from medledger.benchmarks import ingest
 
-    result = ingest(count=count, http_count=http_count, log=None if as_json else console.print)
+    result = ingest(count=count, http_count=http_count, log=None if as_json else console.print, seconds=seconds)
     print(json.dumps(result, indent=None if as_json else 2))
     if not as_json:
         print(result["summary"])

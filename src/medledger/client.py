@@ -41,7 +41,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +54,15 @@ from medledger.ledger import envelope as envelope_mod
 from medledger.ledger import keys, merkle
 from medledger.ledger.block import TreeHead
 from medledger.ledger.envelope import SignedEnvelope
+from medledger.ledger.receipt import Receipt
+from medledger.ledger.receipt import bad_json as _bad
+from medledger.ledger.receipt import json_field as _field
+from medledger.ledger.receipt import json_hash as _hex
+from medledger.ledger.receipt import json_hashes as _hex_list
+from medledger.ledger.receipt import json_int as _int
+from medledger.ledger.receipt import json_object as _obj
+from medledger.ledger.receipt import json_str as _str
+from medledger.ledger.receipt import json_tree_head as _head
 
 __all__ = [
     "STATE_FORMAT",
@@ -72,70 +81,10 @@ __all__ = [
 STATE_FORMAT: Final = "medledger-client-state/1"
 """Tag in the state file, so a future layout is never misread as this one."""
 
-RECEIPT_STATUSES: Final = frozenset({"ACCEPTED", "ACCEPTED_WITH_ALERTS", "REJECTED"})
-
 _hex64 = re.compile(r"[0-9a-f]{64}")
 _VERIFIED_CACHE_LIMIT = 4096
 
 
-# --------------------------------------------------------------------------
-# Strict reading of server JSON. A light client must never let a missing or
-# oddly typed field turn into a silent default, so every reader names the
-# field it could not use.
-# --------------------------------------------------------------------------
-
-
-def _bad(what: str) -> EncodingError:
-    return EncodingError(what, code="bad-response")
-
-
-def _obj(value: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise _bad(f"{what} must be a JSON object")
-    return value
-
-
-def _field(obj: Mapping[str, Any], name: str, what: str) -> Any:
-    try:
-        return obj[name]
-    except KeyError:
-        raise _bad(f"{what} has no {name!r}") from None
-
-
-def _int(obj: Mapping[str, Any], name: str, what: str) -> int:
-    value = _field(obj, name, what)
-    if type(value) is not int or value < 0:
-        raise _bad(f"{what} {name} must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _str(obj: Mapping[str, Any], name: str, what: str) -> str:
-    value = _field(obj, name, what)
-    if not isinstance(value, str):
-        raise _bad(f"{what} {name} must be a string, got {value!r}")
-    return value
-
-
-def _hex(value: Any, what: str) -> bytes:
-    """A SHA-256 in the one spelling the ledger uses (64 lowercase hex digits)."""
-    if not isinstance(value, str) or _hex64.fullmatch(value) is None:
-        raise _bad(f"{what} must be 64 lowercase hex digits, got {value!r}")
-    return bytes.fromhex(value)
-
-
-def _hex_list(value: Any, what: str) -> tuple[bytes, ...]:
-    if not isinstance(value, list):
-        raise _bad(f"{what} must be a list of hex hashes")
-    return tuple(_hex(item, f"{what}[{i}]") for i, item in enumerate(value))
-
-
-def _head(value: Any, what: str) -> TreeHead:
-    try:
-        head = TreeHead.from_json(value)
-    except EncodingError as exc:
-        raise _bad(f"{what}: {exc.message}") from None
-    _hex(head.root_hash, f"{what} root_hash")
-    return head
 
 
 def _wire(value: Any, what: str) -> SignedEnvelope:
@@ -151,69 +100,6 @@ def _wire(value: Any, what: str) -> SignedEnvelope:
 # --------------------------------------------------------------------------
 # Typed responses.
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """What a node hands back once a transaction is durably committed.
-
-    The signed ``tree_head`` and ``leaf_index`` are the checkable part: with an
-    inclusion proof they prove the envelope is in the log. ``height`` and
-    ``block_hash`` say where to look for the block and are not proven here.
-    """
-
-    tx_id: str
-    status: str
-    height: int
-    leaf_index: int
-    block_hash: str
-    tree_head: TreeHead
-    codes: tuple[str, ...] = ()
-    reason: str = ""
-
-    @classmethod
-    def from_json(cls, value: Any) -> Receipt:
-        obj = _obj(value, "receipt")
-        what = "receipt"
-        tx_id = _str(obj, "tx_id", what)
-        _hex(tx_id, "receipt tx_id")
-        status = _str(obj, "status", what)
-        if status not in RECEIPT_STATUSES:
-            raise _bad(f"receipt status must be one of {sorted(RECEIPT_STATUSES)}, got {status!r}")
-        block_hash = _str(obj, "block_hash", what)
-        _hex(block_hash, "receipt block_hash")
-        codes = obj.get("codes", [])
-        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
-            raise _bad("receipt codes must be a list of strings")
-        reason = obj.get("reason", "")
-        if not isinstance(reason, str):
-            raise _bad("receipt reason must be a string")
-        return cls(
-            tx_id,
-            status,
-            _int(obj, "height", what),
-            _int(obj, "leaf_index", what),
-            block_hash,
-            _head(_field(obj, "tree_head", what), "receipt tree_head"),
-            tuple(codes),
-            reason,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The server's receipt shape, so a saved receipt reads back unchanged."""
-        out: dict[str, Any] = {
-            "tx_id": self.tx_id,
-            "status": self.status,
-            "height": self.height,
-            "leaf_index": self.leaf_index,
-            "block_hash": self.block_hash,
-            "tree_head": self.tree_head.to_json(),
-        }
-        if self.codes:
-            out["codes"] = list(self.codes)
-        if self.reason:
-            out["reason"] = self.reason
-        return out
 
 
 @dataclass(frozen=True, slots=True)

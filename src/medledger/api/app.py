@@ -39,8 +39,9 @@ from medledger.ledger import envelope, proofs
 from medledger.ledger.block import TreeHead
 from medledger.ledger.canonical import b64e, parse_json
 from medledger.ledger.envelope import SignedEnvelope
+from medledger.ledger.receipt import Receipt
 from medledger.ledger.store import TxRecord
-from medledger.node.node import MAX_BATCH, Node, Receipt
+from medledger.node.node import MAX_BATCH, Node
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 TX_ID_PATTERN = r"^[0-9a-f]{64}$"

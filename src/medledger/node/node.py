@@ -31,6 +31,7 @@ from medledger.ledger.chain import Tip, build_block
 from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.identity import DEFAULT_MAX_SKEW_MS
 from medledger.ledger.keys import SigningKey
+from medledger.ledger.receipt import Receipt
 from medledger.ledger.sqlite_store import SqliteStore
 from medledger.ledger.state import GENESIS_STATE_ROOT, CachedState
 from medledger.ledger.timefmt import format_ms, now_ms
@@ -51,35 +52,6 @@ class NodeConfig:
     max_wait_ms: int = 20
     workers: int | None = None
     clock: Callable[[], int] = now_ms
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """Proof of acknowledgement: where a transaction landed and what it did."""
-
-    tx_id: str
-    status: str
-    height: int
-    leaf_index: int
-    block_hash: str
-    tree_head: TreeHead
-    codes: tuple[str, ...] = ()
-    reason: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "tx_id": self.tx_id,
-            "status": self.status,
-            "height": self.height,
-            "leaf_index": self.leaf_index,
-            "block_hash": self.block_hash,
-            "tree_head": self.tree_head.to_json(),
-        }
-        if self.codes:
-            out["codes"] = list(self.codes)
-        if self.reason:
-            out["reason"] = self.reason
-        return out
 
 
 @dataclass(eq=False)

@@ -1,0 +1,120 @@
+"""The ``medledger`` command as users run it: real processes, exit codes, sentences."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledger_factory import Populated
+from medledger._serving import BackgroundServer, free_port
+from medledger.node.node import Node, NodeConfig
+
+
+def medledger(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "medledger", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_init_verify_and_refusals(tmp_path: Path) -> None:
+    data = tmp_path / "ledger"
+    made = medledger("init", "--data", str(data))
+    assert made.returncode == 0, made.stderr
+    assert (data / "keys" / "node.key").stat().st_mode & 0o077 == 0, "key files must be private"
+    again = medledger("init", "--data", str(data))
+    assert again.returncode != 0 and "already holds a ledger" in again.stderr
+    ok = medledger("verify", "--data", str(data), "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == {**json.loads(ok.stdout), "ok": True, "blocks": 2, "transactions": 2}
+    missing = medledger("verify", "--data", str(tmp_path / "nothing"))
+    assert missing.returncode != 0 and "no ledger" in missing.stderr
+    no_serve = medledger("serve", "--data", str(tmp_path / "nothing"))
+    assert no_serve.returncode != 0 and "medledger init" in no_serve.stderr
+
+
+@pytest.fixture
+def saved(populated: Populated, tmp_path: Path) -> dict[str, Path]:
+    """Proofs, tree heads and a receipt saved from a live node, as a member would keep them."""
+    node = Node(NodeConfig(populated.data, workers=0, max_wait_ms=1))
+    files: dict[str, Path] = {}
+    try:
+        with BackgroundServer(node) as server, httpx.Client(base_url=server.url) as http:
+            old_head = http.get("/v1/tree-head").json()
+            receipt = populated.receipts[3]
+            wire = http.get(f"/v1/transactions/{receipt.tx_id}").json()["wire"]
+            head = http.get("/v1/tree-head").json()
+            inclusion = http.get(f"/v1/proofs/inclusion/{receipt.tx_id}",
+                                 params={"tree_size": head["tree_size"]}).json()
+            at_receipt = http.get(f"/v1/proofs/inclusion/{receipt.tx_id}",
+                                  params={"tree_size": receipt.tree_head.tree_size}).json()
+            head5 = http.get("/v1/blocks/2").json()["tree_head"]
+            consistency = http.get("/v1/proofs/consistency",
+                                   params={"first": head5["tree_size"], "second": head["tree_size"]}).json()
+            for name, value in {
+                "head": head, "old_head": old_head, "inclusion": inclusion, "wire": wire, "consistency": consistency,
+                "head5": head5, "at_receipt": at_receipt,
+                "receipt_line": {"receipt": receipt.to_json(), "wire": wire},
+            }.items():
+                files[name] = tmp_path / f"{name}.json"
+                files[name].write_text(json.dumps(value))
+    finally:
+        node.close()
+    files["node_key"] = Path(populated.keys.node.key_id)
+    return files
+
+
+def test_proof_verify_offline(saved: dict[str, Path]) -> None:
+    node_key = str(saved["node_key"])
+    run = medledger("proof", "verify", "--proof", str(saved["inclusion"]), "--tree-head", str(saved["head"]),
+                    "--envelope", str(saved["wire"]), "--trusted-key", node_key)
+    assert run.returncode == 0, run.stderr
+    assert "included" in run.stderr
+    run = medledger("proof", "verify", "--proof", str(saved["consistency"]), "--old-tree-head", str(saved["head5"]),
+                    "--tree-head", str(saved["head"]))
+    assert run.returncode == 0, run.stderr
+    assert "consistent" in run.stderr
+    run = medledger("proof", "verify", "--proof", str(saved["at_receipt"]), "--receipt", str(saved["receipt_line"]))
+    assert run.returncode == 0, run.stderr
+    assert "receipt holds" in run.stderr
+
+
+def test_proof_verify_refuses_tampering(saved: dict[str, Path], tmp_path: Path) -> None:
+    proof = json.loads(saved["inclusion"].read_text())
+    proof["proof"][0] = ("0" if proof["proof"][0][0] != "0" else "1") + proof["proof"][0][1:]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(proof))
+    run = medledger("proof", "verify", "--proof", str(bad), "--tree-head", str(saved["head"]))
+    assert run.returncode == 2
+    assert "does NOT verify" in run.stderr
+    untrusted = medledger("proof", "verify", "--proof", str(saved["inclusion"]), "--tree-head", str(saved["head"]),
+                          "--trusted-key", "A" * 43)
+    assert untrusted.returncode == 2
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    run = medledger("proof", "verify", "--proof", str(garbage), "--tree-head", str(saved["head"]))
+    assert run.returncode == 1 and "not JSON" in run.stderr
+
+
+def test_demo_runs_to_the_end(tmp_path: Path) -> None:
+    run = medledger("demo", "--data", str(tmp_path / "demo"), "--port", str(free_port()), "--count", "400")
+    assert run.returncode == 0, run.stderr
+    assert "acknowledged 400 of 400" in run.stderr
+    assert "ledger intact" in run.stderr
+    lines = (tmp_path / "demo" / "demo-receipts.jsonl").read_text().splitlines()
+    assert len(lines) == 400
+
+
+def test_bench_ingest_prints_the_ratio_keys() -> None:
+    run = medledger("bench", "ingest", "--json", "--count", "600", "--http-count", "300", "--seconds", "0.3")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["raw_verify_per_s"] > 0
+    for part in ("library", "http"):
+        assert result[part]["committed_per_s"] > 0
+        assert result[part]["ratio"] == pytest.approx(result[part]["committed_per_s"] / result["raw_verify_per_s"],
+                                                      abs=0.001)
+    assert "T/R=" in result["summary"]
