@@ -101,7 +101,7 @@ def run_verify(data: Path, *, quiet: bool) -> dict[str, Any]:
                 progress.update(task, completed=done, total=total)
 
             report = verify_store(
-                store, pool._registry, progress=tick, check_signatures=signature_checker(pool.check_sync)
+                store, pool.registry, progress=tick, check_signatures=signature_checker(pool.check_sync)
             )
     finally:
         pool.close()

@@ -223,3 +223,22 @@ def test_cli_names_the_height_and_exits_nonzero(populated: Populated) -> None:
     )
     assert ok.returncode == 2
     assert '"height": 5' in ok.stdout
+
+
+def test_dropped_unique_index_is_found(populated: Populated) -> None:
+    """Without its unique index a table could hold a replayed tx_id; verify refuses the store."""
+    conn = sqlite3.connect(populated.data / "ledger.sqlite")
+    conn.execute("DROP INDEX txs_nonce")
+    conn.close()
+    error = _verify(populated.data)
+    assert "txs_nonce" in error.message
+
+
+def test_stray_merkle_run_is_found(populated: Populated) -> None:
+    conn = sqlite3.connect(populated.data / "ledger.sqlite")
+    with conn:
+        conn.execute("INSERT INTO tree_runs VALUES(0, 999999, 4, zeroblob(32))")
+    conn.close()
+    error = _verify(populated.data)
+    assert error.height == 4
+    assert "produced by no block" in error.message

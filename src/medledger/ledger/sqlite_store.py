@@ -49,6 +49,19 @@ CREATE TABLE IF NOT EXISTS tree_runs(
 CREATE TABLE IF NOT EXISTS state(
     key TEXT PRIMARY KEY, value BLOB NOT NULL, height INTEGER NOT NULL) WITHOUT ROWID;
 """
+def expected_schema() -> list[tuple[str, str, str]]:
+    """(type, name, normalised SQL) of every table and index this store creates."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(_SCHEMA)
+        return [
+            (kind, name, " ".join(sql.split()))
+            for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+        ]
+    finally:
+        conn.close()
+
+
 #: Secondary indexes that answers rely on; verify checks every lookup through each.
 INDEXES = ("txs_tx_id", "txs_nonce", "tree_heads_size")
 DB_NAME = "ledger.sqlite"

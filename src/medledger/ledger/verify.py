@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from medledger.ledger.canonical import canonical_bytes, parse_canonical
 from medledger.ledger.chain import Tip, build_block
 from medledger.ledger.envelope import SignedEnvelope, from_parts
 from medledger.ledger.identity import NODE, signer_of
-from medledger.ledger.sqlite_store import SqliteStore
+from medledger.ledger.sqlite_store import RUN_MAX, SqliteStore, expected_schema, node_runs
 from medledger.ledger.state import GENESIS_STATE_ROOT, BlockState, MemoryState
 from medledger.ledger.timefmt import parse_ms
 from medledger.ledger.txtypes import Registry
@@ -93,6 +93,7 @@ def _verify(
     check_signatures: Callable[[list[SignedEnvelope]], list[bool]] | None,
 ) -> VerifyReport:
     conn = store.connection()
+    _check_schema(conn)
     total = conn.execute("SELECT COUNT(*) FROM blocks").fetchone()[0]
     if total == 0:
         raise VerificationError("the ledger has no blocks (no genesis)", height=0)
@@ -100,9 +101,7 @@ def _verify(
     nodes_check = _NodeKeyCheck(state)
     tip = Tip(-1, GENESIS_PREV_HASH, GENESIS_STATE_ROOT, 0)
     frontier = merkle.MerkleFrontier()
-    expected_nodes: dict[tuple[int, int], tuple[bytes, int]] = {}
-    seen_ids: set[str] = set()
-    seen_nonces: set[tuple[str, str]] = set()
+    run_count = 0
     tx_count = 0
     leaf_heights: list[tuple[int, int]] = []  # (first leaf, height) per block, to name heights later
     for record, txs in store.iter_blocks():
@@ -142,14 +141,6 @@ def _verify(
                     height,
                     tx.tx_id,
                 )
-            if env.tx_id in seen_ids or (env.signer, env.nonce) in seen_nonces:
-                raise _fail(
-                    f"block {height}, leaf {tx.leaf_index}: transaction replays an earlier tx_id or nonce",
-                    height,
-                    tx.tx_id,
-                )
-            seen_ids.add(env.tx_id)
-            seen_nonces.add((env.signer, env.nonce))
             envelopes.append(env)
         if check_signatures is not None:
             for env, good in zip(envelopes, check_signatures(envelopes), strict=True):
@@ -213,8 +204,7 @@ def _verify(
         if height == 0:
             nodes_check.require(header.proposer, 1, "header of genesis")
             nodes_check.require(head.signer, 1, "tree head of genesis")
-        for level, idx, value in built.block.nodes:
-            expected_nodes[(level, idx)] = value, height
+        run_count += _compare_runs(conn, built.block.nodes, height)
         leaf_heights.append((frontier.size, height))
         tip, frontier = built.tip, built.frontier
         tx_count += len(txs)
@@ -224,7 +214,9 @@ def _verify(
     if extra:
         raise _fail(f"{extra} transactions are stored beyond the last block", tip.height + 1)
     _compare_state(conn, state)
-    _compare_nodes(store, expected_nodes, leaf_heights)
+    stored_runs = conn.execute("SELECT COUNT(*) FROM tree_runs").fetchone()[0]
+    if stored_runs != run_count:
+        _find_stray_run(conn, leaf_heights, frontier.size, stored_runs, run_count)
     _check_indexes(conn, leaf_heights)
     _integrity(conn)
     return VerifyReport(tip.height + 1, tx_count, frontier.size, frontier.root().hex(), len(state.values))
@@ -232,9 +224,8 @@ def _verify(
 
 def _check_indexes(conn: sqlite3.Connection, leaf_heights: list[tuple[int, int]]) -> None:
     """Every lookup the API answers through a secondary index must find the right row."""
-    rows = conn.execute("SELECT leaf_index, tx_id, nonce, signer FROM txs ORDER BY leaf_index").fetchall()
-    for start in range(0, len(rows), 500):
-        chunk = rows[start : start + 500]
+    rows = conn.execute("SELECT leaf_index, tx_id, nonce, signer FROM txs ORDER BY leaf_index")
+    while chunk := rows.fetchmany(500):
         marks = ",".join("?" * len(chunk))
         by_id = dict(
             conn.execute(
@@ -300,24 +291,52 @@ def _height_of_leaf(leaf: int, leaf_heights: list[tuple[int, int]]) -> int:
     return leaf_heights[max(pos, 0)][1]
 
 
-def _compare_nodes(
-    store: SqliteStore, expected: dict[tuple[int, int], tuple[bytes, int]], leaf_heights: list[tuple[int, int]]
+def _compare_runs(conn: sqlite3.Connection, nodes: Sequence[tuple[int, int, bytes]], height: int) -> int:
+    """The Merkle node runs this block should have written are stored exactly so; returns how many."""
+    runs = node_runs(nodes)
+    for level, start, hashes in runs:
+        row = conn.execute("SELECT height, hashes FROM tree_runs WHERE level=? AND start=?", (level, start)).fetchone()
+        if row is None or row[0] != height or bytes(row[1]) != hashes:
+            raise _fail(
+                f"Merkle nodes (level {level}, from index {start}) differ from the tree re-derived from the "
+                f"envelopes of block {height}",
+                height,
+            )
+    return len(runs)
+
+
+def _find_stray_run(
+    conn: sqlite3.Connection, leaf_heights: list[tuple[int, int]], tree_size: int, stored: int, produced: int
 ) -> None:
-    count = 0
-    for level, start, run_height, hashes in store.iter_tree_runs():
-        for offset in range(0, max(len(hashes), 1), 32):
-            idx = start + offset // 32
-            count += 1
-            want = expected.get((level, idx))
-            if want is None or hashes[offset : offset + 32] != want[0] or run_height != want[1]:
-                height = want[1] if want is not None else _height_of_leaf(((idx + 1) << level) - 1, leaf_heights)
-                raise _fail(
-                    f"Merkle node (level {level}, index {idx}) differs from the tree re-derived from the "
-                    f"envelopes (completed by block {height})",
-                    height,
-                )
-    if count != len(expected):
-        raise _fail(f"{len(expected) - count} Merkle nodes are missing from the store", leaf_heights[-1][1])
+    """Name the run no block produced (only on failure: it recomputes the expected keys from leaf ranges)."""
+    expected: set[tuple[int, int]] = set()
+    bounds = [*leaf_heights[1:], (tree_size, -1)]
+    for (first, _height), (end, _) in zip(leaf_heights, bounds, strict=True):
+        level = 0
+        while (end >> level) > 0:
+            lo = ((first + (1 << level)) >> level) - 1  # first node whose last leaf is in [first, end)
+            hi = end >> level  # one past the last
+            expected.update((level, start) for start in range(lo, hi, RUN_MAX))
+            level += 1
+    for level, start, height in conn.execute("SELECT level, start, height FROM tree_runs"):
+        if (level, start) not in expected:
+            raise _fail(f"Merkle node run (level {level}, from index {start}) was produced by no block", int(height))
+    raise _fail(f"the store holds {stored} Merkle node runs; the blocks produce {produced}", leaf_heights[-1][1])
+
+
+def _check_schema(conn: sqlite3.Connection) -> None:
+    """The tables and indexes are exactly the store's own: a dropped unique index would let
+    duplicate tx_ids or nonces in, and verify relies on those indexes to rule them out."""
+    found = {
+        (kind, name): " ".join(sql.split())
+        for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+    }
+    for kind, name, sql in expected_schema():
+        if found.get((kind, name)) != sql:
+            raise VerificationError(
+                f"the store's {kind} {name} is missing or altered; replays and lookups could no longer be ruled out",
+                height=None,
+            )
 
 
 def signature_checker(

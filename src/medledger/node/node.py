@@ -2,8 +2,8 @@
 
 Life of a submission::
 
-    wire items --(pool: decode, canonical form, schema, signature)--> envelopes
-      --(admission, under one lock: signer active, role, clock skew, replay)-->
+    wire items --(pool: decode, canonical form, field syntax, signature)--> envelopes
+      --(admission, under one lock: payload schema, replay, signer active, role, clock skew)-->
       queue --(committer thread: cut block, execute, Merkle, sign, fsync)--> receipts
 
 Admission is all-or-nothing per request: if any envelope is refused, none is
@@ -53,6 +53,14 @@ class NodeConfig:
     workers: int | None = None
     clock: Callable[[], int] = now_ms
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_block_txs <= MAX_BATCH:
+            raise EncodingError(f"max_block_txs must be between 1 and {MAX_BATCH}", code="bad-argument")
+        if not 0 <= self.max_wait_ms <= 60_000:
+            raise EncodingError("max_wait_ms must be between 0 and 60000", code="bad-argument")
+        if self.workers is not None and self.workers < 0:
+            raise EncodingError("workers must be 0 (check inline) or more", code="bad-argument")
+
 
 @dataclass(eq=False)
 class _Batch:
@@ -60,7 +68,7 @@ class _Batch:
 
     One future per request rather than per envelope: a future carries a
     condition variable, and at ingest rates that bookkeeping showed up in the
-    profile. ``done`` counts envelopes already committed.
+    profile. ``taken`` counts envelopes already handed to a block.
     """
 
     envelopes: list[SignedEnvelope]
@@ -82,7 +90,7 @@ class Node:
         self.store = SqliteStore(config.data_dir)
         self.key = key if key is not None else SigningKey.from_file(config.data_dir / "keys" / "node.key")
         self.pool = VerifyPool(config.registry_path, config.workers)
-        self.registry = self.pool._registry
+        self.registry = self.pool.registry
         self._lock = threading.Lock()
         #: (signer, nonce) -> tx_id of every admitted, not yet committed envelope
         self._pending: dict[tuple[str, str], str] = {}
@@ -151,6 +159,8 @@ class Node:
         skew = self._max_skew_ms()
         payloads = self._validate(envelopes)
         with self._lock:
+            if not self._running:
+                raise StoreError("the node is shutting down; submit again once it is back", code="unavailable")
             errors: list[dict[str, Any]] = []
             batch: dict[tuple[str, str], str] = {}
             for i, env in enumerate(envelopes):
@@ -182,10 +192,11 @@ class Node:
 
     def close(self) -> None:
         """Commit what is queued, then stop."""
-        if not self._running:
-            return
-        self._running = False
-        self._queue.put(None)
+        with self._lock:
+            if not self._running:
+                return
+            self._running = False
+            self._queue.put(None)
         self._committer.join()
         self.pool.close()
         self.store.close()

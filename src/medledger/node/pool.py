@@ -91,7 +91,7 @@ class VerifyPool:
     def __init__(self, registry_path: str, workers: int | None = None) -> None:
         self.registry_path = registry_path
         self.workers = (os.cpu_count() or 1) if workers is None else workers
-        self._registry = load_registry(registry_path)
+        self.registry = load_registry(registry_path)
         self._executor: ProcessPoolExecutor | None = None
         if self.workers > 0:
             self._executor = ProcessPoolExecutor(
@@ -108,7 +108,7 @@ class VerifyPool:
         """Futures of checked chunks, in order."""
         if self._executor is None or len(items) < 8:
             done: Future[list[CheckResult]] = Future()
-            done.set_result([check_one(item, self._registry) for item in items])
+            done.set_result([check_one(item, self.registry) for item in items])
             return [done]
         chunks = min(self.workers * 2, max(1, len(items) // 64))
         size = -(-len(items) // chunks)
