@@ -87,7 +87,7 @@ def serve(
 def run_verify(data: Path, *, quiet: bool) -> dict[str, Any]:
     """Verify a ledger directory; raise MedledgerError at the first bad height."""
     from medledger.ledger.sqlite_store import SqliteStore
-    from medledger.ledger.verify import signature_checker, verify_store
+    from medledger.ledger.verify import verify_store
     from medledger.node.node import CORE_REGISTRY
     from medledger.node.pool import VerifyPool
 
@@ -101,7 +101,7 @@ def run_verify(data: Path, *, quiet: bool) -> dict[str, Any]:
                 progress.update(task, completed=done, total=total)
 
             report = verify_store(
-                store, pool.registry, progress=tick, check_signatures=signature_checker(pool.check_sync)
+                store, pool.registry, progress=tick, check_signatures=pool.signatures_ok
             )
     finally:
         pool.close()

@@ -6,6 +6,7 @@ access would, then runs ``verify`` through the library and through the CLI.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -242,3 +243,16 @@ def test_stray_merkle_run_is_found(populated: Populated) -> None:
     error = _verify(populated.data)
     assert error.height == 4
     assert "produced by no block" in error.message
+
+
+def test_cli_pool_path_finds_a_forged_signature(populated: Populated) -> None:
+    """The CLI checks signatures on the worker pool, ahead of replay; a bad one is still named in order."""
+    conn = sqlite3.connect(populated.data / "ledger.sqlite")
+    with conn:
+        _update_blob(conn, "txs", "signature", "leaf_index=?", (_tx_in_block(conn, 5) + 3,))
+    conn.close()
+    run = subprocess.run([sys.executable, "-m", "medledger", "verify", "--data", str(populated.data), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    report = json.loads(run.stdout)
+    assert report["height"] == 5 and report["tx_id"] and "signature" in report["error"]

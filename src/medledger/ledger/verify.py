@@ -14,7 +14,8 @@ from __future__ import annotations
 import bisect
 import hashlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from medledger.ledger.envelope import SignedEnvelope, from_parts
 from medledger.ledger.identity import NODE, signer_of
 from medledger.ledger.sqlite_store import RUN_MAX, SqliteStore, expected_schema, node_runs
 from medledger.ledger.state import GENESIS_STATE_ROOT, BlockState, MemoryState
+from medledger.ledger.store import BlockRecord, TxRecord
 from medledger.ledger.timefmt import parse_ms
 from medledger.ledger.txtypes import Registry
 
@@ -72,12 +74,73 @@ def _fail(message: str, height: int, tx_id: str | None = None) -> VerificationEr
     return VerificationError(message, height=height, tx_id=tx_id)
 
 
+SignatureCheck = Callable[[list[SignedEnvelope]], Callable[[], list[bool]]]
+#: a block ready to replay: its record, rows, envelopes, pending signature result, or the fault found decoding it
+_Decoded = tuple[
+    BlockRecord, list[TxRecord], list[SignedEnvelope], Callable[[], list[bool]] | None, VerificationError | None
+]
+_LOOKAHEAD = 4
+
+
+def _decode_block(height: int, txs: list[TxRecord], first_leaf: int, check_signature: bool) -> list[SignedEnvelope]:
+    envelopes: list[SignedEnvelope] = []
+    for i, tx in enumerate(txs):
+        expected_leaf = first_leaf + i
+        if tx.leaf_index != expected_leaf or tx.height != height:
+            raise _fail(
+                f"block {height}: entry at leaf {tx.leaf_index} is out of place (expected leaf {expected_leaf})",
+                height,
+                tx.tx_id,
+            )
+        try:
+            env = from_parts(tx.body, tx.signature, check_signature=check_signature)
+        except MedledgerError as exc:
+            raise _fail(f"block {height}, leaf {tx.leaf_index}: {exc.message}", height, tx.tx_id) from exc
+        if env.tx_id != tx.tx_id:
+            raise _fail(
+                f"block {height}, leaf {tx.leaf_index}: stored tx_id {tx.tx_id} is not the hash of the envelope",
+                height,
+                tx.tx_id,
+            )
+        if (env.signer, env.nonce) != (tx.signer, tx.nonce):
+            raise _fail(
+                f"block {height}, leaf {tx.leaf_index}: the signer/nonce index columns do not match the envelope",
+                height,
+                tx.tx_id,
+            )
+        envelopes.append(env)
+    return envelopes
+
+
+def _decoded(store: SqliteStore, check_signatures: SignatureCheck | None) -> Iterator[_Decoded]:
+    """Blocks with their envelopes decoded and signature checks already under way.
+
+    Checks for the next few blocks are submitted before the current one is
+    executed, so the pool verifies while this process replays; a fault found
+    ahead is handed over, not raised, so it is reported at its own height only
+    after every earlier block has been checked.
+    """
+    ahead: deque[_Decoded] = deque()
+    next_leaf = 0
+    for record, txs in store.iter_blocks():
+        try:
+            envelopes = _decode_block(record.height, txs, next_leaf, check_signatures is None)
+            pending = None if check_signatures is None else check_signatures(envelopes)
+            ahead.append((record, txs, envelopes, pending, None))
+        except VerificationError as exc:
+            ahead.append((record, txs, [], None, exc))
+        next_leaf += len(txs)
+        if len(ahead) > _LOOKAHEAD:
+            yield ahead.popleft()
+    yield from ahead
+
+
 def verify_store(
     store: SqliteStore,
     registry: Registry,
     *,
     progress: Progress | None = None,
-    check_signatures: Callable[[list[SignedEnvelope]], list[bool]] | None = None,
+    check_signatures: SignatureCheck | None = None,
 ) -> VerifyReport:
     """Raise :class:`VerificationError` at the first bad height; return a report if all holds."""
     try:
@@ -90,7 +153,7 @@ def _verify(
     store: SqliteStore,
     registry: Registry,
     progress: Progress | None,
-    check_signatures: Callable[[list[SignedEnvelope]], list[bool]] | None,
+    check_signatures: SignatureCheck | None,
 ) -> VerifyReport:
     conn = store.connection()
     _check_schema(conn)
@@ -104,7 +167,7 @@ def _verify(
     run_count = 0
     tx_count = 0
     leaf_heights: list[tuple[int, int]] = []  # (first leaf, height) per block, to name heights later
-    for record, txs in store.iter_blocks():
+    for record, txs, envelopes, signatures, failure in _decoded(store, check_signatures):
         height = record.height
         if height != tip.height + 1:
             raise _fail(f"block {tip.height + 1} is missing; next stored block is {height}", tip.height + 1)
@@ -116,34 +179,10 @@ def _verify(
             raise _fail(f"block {height}: stored hash does not match its header", height)
         if header.height != height:
             raise _fail(f"block {height}: header says height {header.height}", height)
-        envelopes: list[SignedEnvelope] = []
-        for i, tx in enumerate(txs):
-            expected_leaf = frontier.size + i
-            if tx.leaf_index != expected_leaf or tx.height != height:
-                raise _fail(
-                    f"block {height}: entry at leaf {tx.leaf_index} is out of place (expected leaf {expected_leaf})",
-                    height,
-                    tx.tx_id,
-                )
-            try:
-                env = from_parts(tx.body, tx.signature, check_signature=check_signatures is None)
-            except MedledgerError as exc:
-                raise _fail(f"block {height}, leaf {tx.leaf_index}: {exc.message}", height, tx.tx_id) from exc
-            if env.tx_id != tx.tx_id:
-                raise _fail(
-                    f"block {height}, leaf {tx.leaf_index}: stored tx_id {tx.tx_id} is not the hash of the envelope",
-                    height,
-                    tx.tx_id,
-                )
-            if (env.signer, env.nonce) != (tx.signer, tx.nonce):
-                raise _fail(
-                    f"block {height}, leaf {tx.leaf_index}: the signer/nonce index columns do not match the envelope",
-                    height,
-                    tx.tx_id,
-                )
-            envelopes.append(env)
-        if check_signatures is not None:
-            for env, good in zip(envelopes, check_signatures(envelopes), strict=True):
+        if failure is not None:
+            raise failure
+        if signatures is not None:
+            for env, good in zip(envelopes, signatures(), strict=True):
                 if not good:
                     raise _fail(
                         f"block {height}: signature of transaction {env.tx_id} does not verify", height, env.tx_id
@@ -337,14 +376,3 @@ def _check_schema(conn: sqlite3.Connection) -> None:
                 f"the store's {kind} {name} is missing or altered; replays and lookups could no longer be ruled out",
                 height=None,
             )
-
-
-def signature_checker(
-    pool_check: Callable[[list[Any]], list[tuple[Any, ...]]],
-) -> Callable[[list[SignedEnvelope]], list[bool]]:
-    """Adapt a verify pool so replay checks signatures on every core."""
-
-    def check(envelopes: list[SignedEnvelope]) -> list[bool]:
-        return [r[0] == "ok" or r[1] != "bad-signature" for r in pool_check([e.to_wire() for e in envelopes])]
-
-    return check
