@@ -473,7 +473,7 @@ class Client:
         url: str,
         *,
         trusted_node_keys: Iterable[str] | None = None,
-        state_file: Path | None = None,
+        state_file: str | os.PathLike[str] | None = None,
         timeout: float = 60,
         transport: httpx.BaseTransport | None = None,
     ) -> None:

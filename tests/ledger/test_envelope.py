@@ -85,3 +85,20 @@ def test_oversized_envelope() -> None:
         envelope.from_wire(env.to_wire())
     assert info.value.code == "too-large"
     assert b64d(b64e(b"ok")) == b"ok"
+
+
+def test_key_files_round_trip_private_with_str_or_path(tmp_path: object) -> None:
+    from pathlib import Path
+
+    folder = Path(str(tmp_path))
+    key = keys.SigningKey.generate()
+    key.to_file(str(folder / "k" / "a.key"))
+    assert keys.SigningKey.from_file(str(folder / "k" / "a.key")) == key
+    assert keys.SigningKey.from_file(folder / "k" / "a.key").key_id == key.key_id
+    assert (folder / "k" / "a.key").stat().st_mode & 0o077 == 0
+    (folder / "bad.key").write_text("not a key\n")
+    with pytest.raises(EncodingError):
+        keys.SigningKey.from_file(folder / "bad.key")
+    with pytest.raises(EncodingError) as info:
+        keys.SigningKey.from_file(folder / "missing.key")
+    assert info.value.code == "bad-key-file"

@@ -75,15 +75,17 @@ class SigningKey:
     def sign(self, domain: bytes, message: bytes) -> bytes:
         return self._key.sign(domain + message).signature
 
-    def to_file(self, path: Path) -> None:
+    def to_file(self, path: str | os.PathLike[str]) -> None:
         """Write the seed (base64url) with owner-only permissions."""
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(b64e(self.seed) + "\n")
 
     @classmethod
-    def from_file(cls, path: Path) -> SigningKey:
+    def from_file(cls, path: str | os.PathLike[str]) -> SigningKey:
+        path = Path(path)
         try:
             text = path.read_text().strip()
         except OSError as exc:
