@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -171,6 +172,42 @@ def _prepare_ledger(root: Path) -> tuple[Path, bytes]:
 # -- T: library level -------------------------------------------------------------
 
 
+def _drain(
+    work: list[Any], threads: int, make_sender: Callable[[], Callable[[Any], list[str]]]
+) -> tuple[Counter[str], float]:
+    """Send every item of ``work`` from ``threads`` threads (each with its own sender);
+    return the receipt statuses counted and the wall time. A failed send fails the run."""
+    lock = threading.Lock()
+    statuses: Counter[str] = Counter()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        send = make_sender()
+        while True:
+            with lock:
+                if not work or errors:
+                    return
+                item = work.pop()
+            try:
+                got = send(item)
+            except Exception as exc:  # noqa: BLE001 - reported after the threads stop
+                with lock:
+                    errors.append(exc)
+                return
+            with lock:
+                statuses.update(got)
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    if errors:
+        raise RuntimeError(f"bench run failed: {errors[0]}") from errors[0]
+    return statuses, time.perf_counter() - start
+
+
 def library_ingest(count: int, *, batch: int = 500, submitters: int = 4, log: Log = None) -> dict[str, Any]:
     from medledger.node.node import Node, NodeConfig
 
@@ -179,32 +216,17 @@ def library_ingest(count: int, *, batch: int = 500, submitters: int = 4, log: Lo
         items = make_envelopes(seed, count)
         node = Node(NodeConfig(data, max_block_txs=2000, max_wait_ms=20))
         batches = [items[i : i + batch] for i in range(0, count, batch)]
-        lock = threading.Lock()
-        statuses: dict[str, int] = {}
 
-        def worker() -> None:
-            while True:
-                with lock:
-                    if not batches:
-                        return
-                    mine = batches.pop()
-                for receipt in node.submit(mine).result(120):
-                    with lock:
-                        statuses[receipt.status] = statuses.get(receipt.status, 0) + 1
+        def submit(mine: list[dict[str, str]]) -> list[str]:
+            return [receipt.status for receipt in node.submit(mine).result(120)]
 
         try:
-            start = time.perf_counter()
-            threads = [threading.Thread(target=worker) for _ in range(submitters)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - start
+            statuses, elapsed = _drain(batches, submitters, lambda: submit)
             blocks = node.tip.height
         finally:
             node.close()
     if statuses != {"ACCEPTED": count}:
-        raise RuntimeError(f"bench workload not all accepted: {statuses}")
+        raise RuntimeError(f"bench workload not all accepted: {dict(statuses)}")
     if log:
         log(f"library: {count} envelopes committed in {elapsed:.2f} s ({blocks} blocks)")
     return {
@@ -236,42 +258,33 @@ def http_ingest(count: int, *, batch: int = 500, concurrency: int = 4, log: Log 
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_healthy(url, server)
-            lock = threading.Lock()
-            statuses: dict[str, int] = {}
-            failures: list[str] = []
+            clients: list[httpx.Client] = []
 
-            def worker() -> None:
-                with httpx.Client(timeout=120) as client:
-                    while True:
-                        with lock:
-                            if not bodies:
-                                return
-                            body = bodies.pop()
-                        response = client.post(
-                            url + "/v1/transactions", content=body, headers={"content-type": "application/json"}
-                        )
-                        if response.status_code != 200:
-                            failures.append(response.text[:300])
-                            continue
-                        for receipt in orjson.loads(response.content)["receipts"]:
-                            with lock:
-                                statuses[receipt["status"]] = statuses.get(receipt["status"], 0) + 1
+            def poster() -> Callable[[bytes], list[str]]:
+                client = httpx.Client(timeout=120, headers={"content-type": "application/json"})
+                clients.append(client)
 
-            start = time.perf_counter()
-            threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - start
+                def post(body: bytes) -> list[str]:
+                    response = client.post(url + "/v1/transactions", content=body)
+                    if response.status_code != 200:
+                        raise RuntimeError(f"HTTP bench request refused: {response.text[:300]}")
+                    return [r["status"] for r in orjson.loads(response.content)["receipts"]]
+
+                return post
+
+            try:
+                statuses, elapsed = _drain(bodies, concurrency, poster)
+            finally:
+                for client in clients:
+                    client.close()
         finally:
             server.send_signal(signal.SIGTERM)
             try:
                 server.wait(60)
             except subprocess.TimeoutExpired:
                 server.kill()
-    if failures or statuses != {"ACCEPTED": count}:
-        raise RuntimeError(f"HTTP bench workload failed: {statuses} {failures[:2]}")
+    if statuses != {"ACCEPTED": count}:
+        raise RuntimeError(f"HTTP bench workload not all accepted: {dict(statuses)}")
     if log:
         log(f"http: {count} envelopes committed in {elapsed:.2f} s")
     return {

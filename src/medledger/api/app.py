@@ -36,7 +36,7 @@ from medledger.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from medledger.api.metrics import Metrics
 from medledger.errors import EncodingError, MedledgerError, NotFoundError, StoreError, VerificationError
 from medledger.ledger import envelope, proofs
-from medledger.ledger.block import TreeHead
+from medledger.ledger.block import BlockHeader, TreeHead
 from medledger.ledger.canonical import b64e, parse_json
 from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.receipt import Receipt
@@ -121,20 +121,6 @@ class TransactionModel(_Doc):
     block_hash: str
 
 
-class BlockHeaderModel(_Doc):
-    height: int
-    prev_hash: str
-    tx_root: str
-    tx_count: int
-    results_hash: str
-    state_root: str
-    tree_size: int
-    tree_root: str
-    timestamp: str
-    proposer: str
-    ordering: dict[str, Any]
-
-
 class BlockTxModel(_Doc):
     tx_id: str
     leaf_index: int
@@ -148,7 +134,7 @@ class BlockModel(_Doc):
 
     height: int
     block_hash: str = Field(description="hex SHA-256 of the canonical header")
-    header: BlockHeaderModel
+    header: BlockHeader = Field(description="the signed header, field for field (see medledger.ledger.block)")
     signature: str = Field(description="base64url Ed25519 signature of the proposer over the header")
     tree_head: TreeHeadModel
     transactions: list[BlockTxModel]
