@@ -118,3 +118,29 @@ def test_bench_ingest_prints_the_ratio_keys() -> None:
         assert result[part]["ratio"] == pytest.approx(result[part]["committed_per_s"] / result["raw_verify_per_s"],
                                                       abs=0.001)
     assert "T/R=" in result["summary"]
+
+
+def test_one_writer_per_ledger_and_a_clear_port_conflict(tmp_path: Path) -> None:
+    """A second node on the same data, or a server on a taken port, is refused with a sentence."""
+    import socket
+
+    data = tmp_path / "ledger"
+    assert medledger("init", "--data", str(data)).returncode == 0
+    node = Node(NodeConfig(data, workers=0))
+    try:
+        second = medledger("serve", "--data", str(data), "--port", str(free_port()), timeout=120)
+        assert second.returncode == 1
+        assert "already open for writing by another medledger process" in second.stderr
+        ok = medledger("verify", "--data", str(data))
+        assert ok.returncode == 0, "verify must run beside a live node"
+    finally:
+        node.close()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        busy = medledger("serve", "--data", str(data), "--port", str(taken.getsockname()[1]), timeout=120)
+        assert busy.returncode == 1
+        assert "cannot listen" in busy.stderr
+    finally:
+        taken.close()

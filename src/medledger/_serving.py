@@ -24,26 +24,35 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-class BackgroundServer:
-    """uvicorn serving ``create_app(node)`` on a thread until closed.
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn, or a sentence saying why there is none.
 
-    The listening socket is made here with ``IPPROTO_TCP`` spelled out: asyncio
-    turns on TCP_NODELAY only for sockets that say they are TCP, and without it
-    every keep-alive response waits ~40 ms on Nagle and delayed ACKs.
+    ``IPPROTO_TCP`` is spelled out because asyncio turns on TCP_NODELAY only for
+    sockets that say they are TCP; without it every keep-alive response waits
+    ~40 ms on Nagle and delayed ACKs.
     """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StoreError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another server using that port?)",
+            code="server-start",
+        ) from exc
+    return sock
+
+
+class BackgroundServer:
+    """uvicorn serving ``create_app(node)`` on a thread until closed."""
 
     def __init__(self, node: Node, host: str = "127.0.0.1", port: int | None = None) -> None:
         from medledger.api.app import create_app
 
         self.node = node
         self.host = host
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._sock.bind((host, port or 0))
-        except OSError as exc:
-            self._sock.close()
-            raise StoreError(f"cannot listen on {host}:{port}: {exc.strerror}", code="server-start") from exc
+        self._sock = listen_socket(host, port or 0)
         self.port = int(self._sock.getsockname()[1])
         config = uvicorn.Config(
             create_app(node), log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5

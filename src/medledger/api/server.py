@@ -23,6 +23,7 @@ from types import FrameType
 
 import uvicorn
 
+from medledger._serving import listen_socket
 from medledger.api.app import create_app
 from medledger.node.node import Node, NodeConfig
 
@@ -88,19 +89,27 @@ def serve(
     max_block_txs: int = 2000,
     max_wait_ms: int = 20,
 ) -> None:
-    """Serve the ledger in ``data_dir`` until SIGTERM/SIGINT; ``workers`` sizes the signature-check pool."""
-    node = Node(NodeConfig(Path(data_dir), max_block_txs=max_block_txs, max_wait_ms=max_wait_ms, workers=workers))
+    """Serve the ledger in ``data_dir`` until SIGTERM/SIGINT; ``workers`` sizes the signature-check pool.
+
+    The port is bound before the node opens, so a port in use is one sentence
+    and touches nothing.
+    """
+    sock = listen_socket(host, port)
+    try:
+        node = Node(NodeConfig(Path(data_dir), max_block_txs=max_block_txs, max_wait_ms=max_wait_ms, workers=workers))
+    except BaseException:
+        sock.close()
+        raise
     try:
         config = uvicorn.Config(
             create_app(node),
-            host=host,
-            port=port,
             workers=1,
             lifespan="off",
             access_log=False,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
         with _quiet_exit_signals():
-            _Server(config, node).run()
+            _Server(config, node).run(sockets=[sock])
     finally:
         node.close()
+        sock.close()

@@ -14,6 +14,8 @@ which WAL lets run beside the writer without blocking it.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -71,6 +73,28 @@ DB_NAME = "ledger.sqlite"
 RUN_MAX = 128
 
 
+def _exclusive(path: Path) -> int:
+    """Hold an exclusive lock on the ledger for this process's lifetime.
+
+    A ledger has exactly one writer: two nodes committing to one file would
+    race for the same heights. Readers (verify, auditors) take no lock; WAL
+    lets them read beside the writer. The lock dies with the process, so a
+    crashed node never leaves a stale one behind.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"the ledger in {path.parent} is already open for writing by another medledger process; stop that "
+            "node first (verify can run beside it)",
+            code="ledger-busy",
+            status=409,
+        ) from None
+    return fd
+
+
 def node_runs(nodes: Sequence[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
     """Group perfect nodes into contiguous (level, start, hashes) runs of at most RUN_MAX."""
     by_level: dict[int, list[tuple[int, bytes]]] = {}
@@ -108,8 +132,10 @@ class SqliteStore:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
+        self._lock_file: int | None = None
         if not readonly:
             Path(data_dir).mkdir(parents=True, exist_ok=True)
+            self._lock_file = _exclusive(Path(data_dir) / "ledger.lock")
             self._writer = self._connect()
             with self._writer:
                 self._writer.executescript(_SCHEMA)
@@ -373,3 +399,6 @@ class SqliteStore:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # closing the descriptor releases the lock
+            self._lock_file = None
