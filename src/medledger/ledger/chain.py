@@ -9,7 +9,7 @@ store holds can differ from what execution implies without verify noticing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,9 @@ from medledger.ledger.txtypes import REJECTED, Outcome, Registry, Signer, TxCont
 _UNSEEN: Any = object()
 
 
-def max_skew_ms(state: BlockState) -> int:
-    params = state.get("params")
+def max_skew_ms(get: Callable[[str], Any]) -> int:
+    """The clock-skew window in force, from any state reader."""
+    params = get("params")
     return DEFAULT_MAX_SKEW_MS if params is None else int(params["max_clock_skew_ms"])
 
 
@@ -66,7 +67,7 @@ def execute_tx(
         return rejected("NO-GENESIS", "block 0 holds only the genesis")
     maybe_signer = signers.get(env.signer, _UNSEEN) if signers is not None else _UNSEEN
     if maybe_signer is _UNSEEN:
-        maybe_signer = signer_of(state, env.signer)
+        maybe_signer = signer_of(state.get, env.signer)
         if signers is not None:
             signers[env.signer] = maybe_signer
     if maybe_signer is None:
@@ -152,7 +153,7 @@ def build_block(
     height = tip.height + 1
     state = BlockState(base)
     _prefetch(registry, state, envelopes)
-    skew = max_skew_ms(state)
+    skew = max_skew_ms(state.get)
     first_leaf = frontier.size
     new_frontier = merkle.MerkleFrontier(frontier.size, frontier.cover())
     outcomes: list[Outcome] = []
@@ -179,7 +180,7 @@ def build_block(
             signers=signers,
         )
         if height == 0:
-            skew = max_skew_ms(state)
+            skew = max_skew_ms(state.get)
         encoded = outcome.to_bytes()
         outcomes.append(outcome)
         outcome_bytes.append(encoded)

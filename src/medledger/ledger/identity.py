@@ -111,12 +111,13 @@ def _check_key(kid: str) -> None:
     b64d(kid, what="key", length=32)
 
 
-def signer_of(state: BlockState, kid: str) -> Signer | None:
-    """Resolve a key to its member as the state stands now."""
-    key = state.get("key/" + kid)
+def signer_of(get: Callable[[str], Any], kid: str) -> Signer | None:
+    """Resolve a key to its member through any state reader (a block overlay
+    during execution, the committed store at admission)."""
+    key = get("key/" + kid)
     if key is None:
         return None
-    member = state.get("member/" + key["member"])
+    member = get("member/" + key["member"])
     if member is None:
         return None
     active = key["status"] == "active" and member["status"] == "active"

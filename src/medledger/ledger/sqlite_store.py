@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS tree_runs(
 CREATE TABLE IF NOT EXISTS state(
     key TEXT PRIMARY KEY, value BLOB NOT NULL, height INTEGER NOT NULL) WITHOUT ROWID;
 """
+
+
 def expected_schema() -> list[tuple[str, str, str]]:
     """(type, name, normalised SQL) of every table and index this store creates."""
     conn = sqlite3.connect(":memory:")
@@ -250,14 +252,6 @@ class SqliteStore:
                 out[key] = orjson.loads(value)
         return out
 
-    def state_items(self, prefix: str = "") -> Iterator[tuple[str, Any, int]]:
-        cur = self._reader.execute(
-            "SELECT key, value, height FROM state WHERE key >= ? AND key < ? ORDER BY key",
-            (prefix, prefix + "\U0010ffff"),
-        )
-        for key, value, height in cur:
-            yield key, orjson.loads(value), height
-
     def find_nonces(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The tx_id already committed under each ``(signer, nonce)`` that has one.
 
@@ -285,10 +279,6 @@ class SqliteStore:
         except ValueError:
             return None
         row = self._reader.execute(f"SELECT {self._TX_COLS} FROM txs WHERE tx_id=?", (raw,)).fetchone()
-        return None if row is None else _tx(row)
-
-    def tx_at(self, leaf_index: int) -> TxRecord | None:
-        row = self._reader.execute(f"SELECT {self._TX_COLS} FROM txs WHERE leaf_index=?", (leaf_index,)).fetchone()
         return None if row is None else _tx(row)
 
     def block(self, height: int) -> BlockRecord | None:
@@ -382,10 +372,6 @@ class SqliteStore:
                 group.append(_tx(pending))
                 pending = txs.fetchone()
             yield record, group
-
-    def meta(self, key: str) -> bytes | None:
-        row = self._reader.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
 
     def connection(self) -> sqlite3.Connection:
         """This thread's read connection (verify scans whole tables through it)."""

@@ -13,7 +13,7 @@ disagree on that block's hash.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -148,9 +148,6 @@ class BlockState:
     def writes(self) -> dict[str, Any | None]:
         """The block's write set (None = deleted)."""
         return self._block
-
-    def items(self) -> Iterator[tuple[str, Any | None]]:
-        return iter(sorted(self._block.items()))
 
 
 def encode_writes(writes: dict[str, Any | None]) -> dict[str, bytes | None]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from medledger.errors import EncodingError, MedledgerError
+from medledger.errors import EncodingError
 from medledger.ledger.canonical import canonical_bytes
 from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.state import BlockState
@@ -52,15 +52,6 @@ class Outcome:
             return _OK_BYTES
         return canonical_bytes(self.to_json())
 
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Outcome:
-        return cls(
-            status=str(obj["status"]),
-            codes=tuple(obj.get("codes", ())),
-            reason=str(obj.get("reason", "")),
-            alerts=tuple(obj.get("alerts", ())),
-        )
-
 
 OK = Outcome(ACCEPTED)
 _OK_BYTES = canonical_bytes(OK.to_json())
@@ -68,12 +59,6 @@ _OK_BYTES = canonical_bytes(OK.to_json())
 
 def rejected(code: str, reason: str) -> Outcome:
     return Outcome(REJECTED, (code,), reason)
-
-
-class Rejection(MedledgerError):
-    """Raised inside a handler to commit the transaction as REJECTED."""
-
-    code = "rejected"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from medledger.ledger.chain import Tip, build_block
 from medledger.ledger.envelope import SignedEnvelope, from_parts
 from medledger.ledger.identity import NODE, signer_of
 from medledger.ledger.sqlite_store import RUN_MAX, SqliteStore, expected_schema, node_runs
-from medledger.ledger.state import GENESIS_STATE_ROOT, BlockState, MemoryState
+from medledger.ledger.state import GENESIS_STATE_ROOT, MemoryState
 from medledger.ledger.store import BlockRecord, TxRecord
 from medledger.ledger.timefmt import parse_ms
 from medledger.ledger.txtypes import Registry
@@ -61,7 +61,7 @@ class _NodeKeyCheck:
         self.state = state
 
     def require(self, kid: str, height: int, what: str) -> None:
-        signer = signer_of(BlockState(self.state), kid)
+        signer = signer_of(self.state.get_state, kid)
         if height == 0:
             return  # checked after genesis executes (the genesis names the nodes)
         if signer is None or not signer.active or signer.role != NODE:

@@ -27,9 +27,9 @@ from typing import Any
 from medledger.errors import AdmissionError, EncodingError, MedledgerError, StoreError
 from medledger.ledger import merkle
 from medledger.ledger.block import GENESIS_PREV_HASH, TreeHead
-from medledger.ledger.chain import Tip, build_block
+from medledger.ledger.chain import Tip, build_block, max_skew_ms
 from medledger.ledger.envelope import SignedEnvelope
-from medledger.ledger.identity import DEFAULT_MAX_SKEW_MS
+from medledger.ledger.identity import signer_of
 from medledger.ledger.keys import SigningKey
 from medledger.ledger.receipt import Receipt
 from medledger.ledger.sqlite_store import SqliteStore
@@ -204,8 +204,7 @@ class Node:
     # -- admission --------------------------------------------------------------
 
     def _max_skew_ms(self) -> int:
-        params = self.store.get_state("params")
-        return DEFAULT_MAX_SKEW_MS if params is None else int(params["max_clock_skew_ms"])
+        return max_skew_ms(self.store.get_state)
 
     def signer(self, kid: str) -> Signer | None:
         """The committed identity behind a key, for admission.
@@ -220,18 +219,7 @@ class Node:
         except KeyError:
             pass
         generation = self._signer_generation
-        key = self.store.get_state("key/" + kid)
-        signer = None
-        if key is not None:
-            member = self.store.get_state("member/" + key["member"])
-            if member is not None:
-                signer = Signer(
-                    kid,
-                    key["member"],
-                    member["org"],
-                    member["role"],
-                    key["status"] == "active" and member["status"] == "active",
-                )
+        signer = signer_of(self.store.get_state, kid)
         if generation == self._signer_generation:
             self._signers[kid] = signer
         return signer
