@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean setup
+.PHONY: demo test lint bench clean setup docs
 
 setup: $(STAMP)
 
@@ -24,6 +24,9 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+
+docs: $(STAMP)
+	$(BIN)/python -m medledger.contracts.rulebook_doc > docs/rulebook.md
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -88,11 +88,11 @@ def run_verify(data: Path, *, quiet: bool) -> dict[str, Any]:
     """Verify a ledger directory; raise MedledgerError at the first bad height."""
     from medledger.ledger.sqlite_store import SqliteStore
     from medledger.ledger.verify import verify_store
-    from medledger.node.node import CORE_REGISTRY
+    from medledger.node.node import DEFAULT_REGISTRY
     from medledger.node.pool import VerifyPool
 
     store = SqliteStore(data, readonly=True)
-    pool = VerifyPool(CORE_REGISTRY)
+    pool = VerifyPool(DEFAULT_REGISTRY)
     try:
         with _progress(quiet) as progress:
             task = progress.add_task("verifying blocks", total=None)

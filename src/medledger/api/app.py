@@ -40,7 +40,8 @@ from medledger.ledger.block import BlockHeader, TreeHead
 from medledger.ledger.canonical import b64e, parse_json
 from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.receipt import Receipt
-from medledger.ledger.store import TxRecord
+from medledger.ledger.store import AlertQuery, TxRecord
+from medledger.ledger.timefmt import format_ms, parse_ms
 from medledger.node.node import MAX_BATCH, Node
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -103,6 +104,7 @@ class EnvelopeFields(_Doc):
 
 class OutcomeModel(_Doc):
     status: str
+    rulebook: int | None = Field(None, description="rulebook version the transaction was judged under")
     codes: list[str] | None = None
     reason: str | None = None
     alerts: list[dict[str, Any]] | None = None
@@ -162,6 +164,30 @@ class ConsistencyProofModel(_Doc):
     first_root: str
     second_root: str
     proof: list[str]
+
+
+class AlertModel(_Doc):
+    """One rule violation: what fired, about whom, on what evidence, in which block."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(description="<height>-<seq>: stable, and the pagination cursor")
+    height: int
+    block_time: str
+    rule: str
+    severity: str = Field(description="hard (the transaction was REJECTED) or soft (accepted with this alert)")
+    why: str
+    rulebook: int | None = None
+    tx_id: str | None = Field(None, description="the transaction that violated the rule; absent for alerts a "
+                              "block raises by itself (a deadline passing)")
+    institution: str | None = None
+    practitioner: str | None = Field(None, description="licence number")
+    subject: dict[str, str] | None = None
+    evidence: list[str] | None = Field(None, description="tx_ids of the other transactions involved")
+
+
+class AlertList(_Doc):
+    alerts: list[AlertModel]
+    next: str | None = Field(description="pass as `before` for the next (older) page; null at the end")
 
 
 class HealthModel(_Doc):
@@ -431,6 +457,32 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
             "tree_head": block.tree_head.to_json(),
             "transactions": txs,
         })
+
+    @app.get("/v1/alerts", response_model=AlertList, summary="Rule violations, newest first, filtered")
+    def get_alerts(
+        rule: Annotated[str | None, Query(pattern=r"^[A-Z][A-Z-]{1,39}$", description="rule id, e.g. RX-LIMITS")] = None,
+        institution: Annotated[str | None, Query(max_length=63)] = None,
+        practitioner: Annotated[str | None, Query(max_length=40, description="licence number")] = None,
+        since: Annotated[str | None, Query(description="block time at or after, 2026-11-24T00:00:00.000Z")] = None,
+        until: Annotated[str | None, Query(description="block time before")] = None,
+        before: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}-[0-9]{1,9}$", description="alert id cursor")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        cursor = None
+        if before is not None:
+            height, seq = before.split("-")
+            cursor = (int(height), int(seq))
+        records = store.alerts(AlertQuery(
+            rule=rule, institution=institution, practitioner=practitioner,
+            since_ms=None if since is None else parse_ms(since, what="since"),
+            until_ms=None if until is None else parse_ms(until, what="until"),
+            before=cursor, limit=limit,
+        ))
+        alerts = [
+            {**orjson.loads(r.body), "id": r.alert_id, "height": r.height, "block_time": format_ms(r.block_ms)}
+            for r in records
+        ]
+        return _json({"alerts": alerts, "next": records[-1].alert_id if len(records) == limit else None})
 
     def latest_head() -> TreeHead:
         head = store.tree_head()

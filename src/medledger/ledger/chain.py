@@ -9,13 +9,14 @@ store holds can differ from what execution implies without verify noticing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from medledger.errors import MedledgerError
 from medledger.ledger import keys, merkle
 from medledger.ledger.block import BlockHeader, TreeHead, results_hash
+from medledger.ledger.canonical import canonical_bytes
 from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.identity import DEFAULT_MAX_SKEW_MS, signer_of
 from medledger.ledger.state import BlockState, StateReader, encode_writes, next_state_root
@@ -117,6 +118,25 @@ class BuiltBlock:
     writes: dict[str, Any | None]
 
 
+def _alert_row(
+    seq: int, leaf_index: int | None, alert: Mapping[str, Any], block_ms: int, tx_id: str | None
+) -> tuple[int, int | None, str, str, str | None, str | None, int, bytes]:
+    """One alert as the store indexes it: by rule, institution, practitioner and block time."""
+    body = dict(alert)
+    if tx_id is not None:
+        body["tx_id"] = tx_id
+    return (
+        seq,
+        leaf_index,
+        str(alert["rule"]),
+        str(alert["severity"]),
+        alert.get("institution"),
+        alert.get("practitioner"),
+        block_ms,
+        canonical_bytes(body),
+    )
+
+
 def _prefetch(registry: Registry, state: BlockState, envelopes: Sequence[SignedEnvelope]) -> None:
     """One batched read for what the whole block will consult."""
     signers = {"key/" + e.signer for e in envelopes}
@@ -162,6 +182,12 @@ def build_block(
     outcome_bytes: list[bytes] = []
     sha256 = hashlib.sha256
     signers: dict[str, Any] = {}
+    alerts: list[tuple[int, int | None, str, str, str | None, str | None, int, bytes]] = []
+    if height > 0:
+        for hook in registry.on_block:
+            for alert in hook(state, height, block_ms):
+                alerts.append(_alert_row(len(alerts), None, alert, block_ms, None))
+        state.commit_tx()
     identity_version = state.identity_version
     for offset, env in enumerate(envelopes):
         leaf_index = first_leaf + offset
@@ -182,6 +208,8 @@ def build_block(
         if height == 0:
             skew = max_skew_ms(state.get)
         encoded = outcome.to_bytes()
+        for alert in outcome.alerts:
+            alerts.append(_alert_row(len(alerts), leaf_index, alert, block_ms, env.tx_id))
         outcomes.append(outcome)
         outcome_bytes.append(encoded)
         leaf_hashes.append(sha256(b"\x00" + env.leaf_data()).digest())
@@ -212,5 +240,5 @@ def build_block(
     if node_key is not None:
         tree_head = tree_head.sign(node_key)
         signature = node_key.sign(keys.BLOCK_DOMAIN, header_bytes)
-    block = NewBlock(header, header_bytes, block_hash, signature, tree_head, txs, nodes, encoded_writes)
+    block = NewBlock(header, header_bytes, block_hash, signature, tree_head, txs, nodes, encoded_writes, alerts)
     return BuiltBlock(block, outcomes, new_frontier, Tip(height, block_hash, state_root, block_ms), dict(writes))

@@ -27,7 +27,7 @@ import orjson
 from medledger.errors import StoreError
 from medledger.ledger import merkle
 from medledger.ledger.block import BlockHeader, TreeHead
-from medledger.ledger.store import BlockRecord, ChainTip, NewBlock, NodeId, TxRecord
+from medledger.ledger.store import AlertQuery, AlertRecord, BlockRecord, ChainTip, NewBlock, NodeId, TxRecord
 from medledger.ledger.timefmt import parse_ms
 
 SCHEMA_VERSION = 1
@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS tree_runs(
     PRIMARY KEY(level, start)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state(
     key TEXT PRIMARY KEY, value BLOB NOT NULL, height INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerts(
+    height INTEGER NOT NULL, seq INTEGER NOT NULL, leaf_index INTEGER, rule TEXT NOT NULL,
+    severity TEXT NOT NULL, institution TEXT, practitioner TEXT, block_ms INTEGER NOT NULL,
+    body BLOB NOT NULL, PRIMARY KEY(height, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alerts_rule ON alerts(rule, height, seq);
+CREATE INDEX IF NOT EXISTS alerts_institution ON alerts(institution, height, seq);
+CREATE INDEX IF NOT EXISTS alerts_practitioner ON alerts(practitioner, height, seq);
+CREATE INDEX IF NOT EXISTS alerts_time ON alerts(block_ms);
 """
 
 
@@ -67,7 +75,15 @@ def expected_schema() -> list[tuple[str, str, str]]:
 
 
 #: Secondary indexes that answers rely on; verify checks every lookup through each.
-INDEXES = ("txs_tx_id", "txs_nonce", "tree_heads_size")
+INDEXES = (
+    "txs_tx_id",
+    "txs_nonce",
+    "tree_heads_size",
+    "alerts_rule",
+    "alerts_institution",
+    "alerts_practitioner",
+    "alerts_time",
+)
 DB_NAME = "ledger.sqlite"
 
 
@@ -119,6 +135,10 @@ def node_runs(nodes: Sequence[tuple[int, int, bytes]]) -> list[tuple[int, int, b
 
 def _tx(row: tuple[Any, ...]) -> TxRecord:
     return TxRecord(row[0], row[1], row[2].hex(), row[3], row[4], row[5], row[6], row[7])
+
+
+def _alert(row: tuple[Any, ...]) -> AlertRecord:
+    return AlertRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bytes(row[8]))
 
 
 class SqliteStore:
@@ -207,6 +227,10 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO state VALUES(?,?,?)",
                     [(k, v, height) for k, v in block.writes.items() if v is not None],
                 )
+                if block.alerts:
+                    conn.executemany(
+                        "INSERT INTO alerts VALUES(?,?,?,?,?,?,?,?,?)", [(height, *row) for row in block.alerts]
+                    )
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
@@ -352,6 +376,42 @@ class SqliteStore:
         ids = merkle.perfect_cover(0, tree_size)
         nodes = self.tree_nodes(ids)
         return [nodes[i] for i in ids]
+
+    def alerts(self, query: AlertQuery) -> list[AlertRecord]:
+        """Alerts matching every given filter, newest first (one indexed range scan)."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("rule", query.rule),
+            ("institution", query.institution),
+            ("practitioner", query.practitioner),
+        ):
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(value)
+        if query.since_ms is not None:
+            where.append("block_ms>=?")
+            args.append(query.since_ms)
+        if query.until_ms is not None:
+            where.append("block_ms<?")
+            args.append(query.until_ms)
+        if query.before is not None:
+            where.append("(height, seq) < (?, ?)")
+            args.extend(query.before)
+        sql = f"SELECT {self._ALERT_COLS} FROM alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY height DESC, seq DESC LIMIT ?"
+        args.append(max(0, query.limit))
+        return [_alert(row) for row in self._reader.execute(sql, args)]
+
+    def block_alerts(self, height: int) -> list[AlertRecord]:
+        rows = self._reader.execute(
+            f"SELECT {self._ALERT_COLS} FROM alerts WHERE height=? ORDER BY seq", (height,)
+        ).fetchall()
+        return [_alert(row) for row in rows]
+
+    _ALERT_COLS = "height, seq, leaf_index, rule, severity, institution, practitioner, block_ms, body"
 
     def iter_blocks(self) -> Iterator[tuple[BlockRecord, list[TxRecord]]]:
         """Blocks in height order with their transactions, trusting no header.

@@ -57,6 +57,41 @@ class NewBlock:
     nodes: Sequence[tuple[int, int, bytes]]
     #: canonical bytes of each written state value (None = deleted)
     writes: dict[str, bytes | None]
+    #: (seq, leaf_index or None for block-level, rule, severity, institution, practitioner, block_ms, body)
+    alerts: Sequence[tuple[int, int | None, str, str, str | None, str | None, int, bytes]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One committed alert: a rule violation, derived from a block's outcomes (verify re-derives it)."""
+
+    height: int
+    seq: int
+    leaf_index: int | None
+    rule: str
+    severity: str
+    institution: str | None
+    practitioner: str | None
+    block_ms: int
+    body: bytes
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.height}-{self.seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertQuery:
+    """Filters over alerts; all optional, combined with AND, newest first."""
+
+    rule: str | None = None
+    institution: str | None = None
+    practitioner: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    #: resume below this (height, seq), exclusive: pagination that never skips or repeats
+    before: tuple[int, int] | None = None
+    limit: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +125,8 @@ class Store(Protocol):
     def tree_nodes(self, ids: Iterable[NodeId]) -> dict[NodeId, bytes]: ...
 
     def frontier_cover(self, tree_size: int) -> list[bytes]: ...
+
+    def alerts(self, query: AlertQuery) -> list[AlertRecord]: ...
 
     def iter_blocks(self) -> Iterator[tuple[BlockRecord, list[TxRecord]]]: ...
 

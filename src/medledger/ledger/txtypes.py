@@ -35,10 +35,17 @@ class Outcome:
     status: str
     codes: tuple[str, ...] = ()
     reason: str = ""
+    #: one mapping per violation: at least ``rule`` and ``severity``; ``institution``
+    #: and ``practitioner`` when known (the store indexes alerts by them)
     alerts: tuple[Mapping[str, Any], ...] = ()
+    #: version of the rule parameters the transaction was judged under, so any
+    #: past decision can be re-derived (None for types no rulebook judges)
+    rulebook: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status}
+        if self.rulebook is not None:
+            out["rulebook"] = self.rulebook
         if self.codes:
             out["codes"] = list(self.codes)
         if self.reason:
@@ -50,11 +57,18 @@ class Outcome:
     def to_bytes(self) -> bytes:
         if self is OK:
             return _OK_BYTES
+        if not self.alerts and not self.codes:
+            # the common case: a handful of shapes, encoded once each
+            cached = _PLAIN_BYTES.get((self.status, self.rulebook))
+            if cached is None:
+                cached = _PLAIN_BYTES[(self.status, self.rulebook)] = canonical_bytes(self.to_json())
+            return cached
         return canonical_bytes(self.to_json())
 
 
 OK = Outcome(ACCEPTED)
 _OK_BYTES = canonical_bytes(OK.to_json())
+_PLAIN_BYTES: dict[tuple[str, int | None], bytes] = {}
 
 
 def rejected(code: str, reason: str) -> Outcome:
@@ -86,6 +100,9 @@ class TxContext:
 
 
 Handler = Callable[[TxContext], Outcome]
+#: runs at the start of every block after genesis with (state, height, block_ms): deadlines that
+#: pass without any transaction (an unanswered complaint) still raise their alerts
+BlockHook = Callable[[BlockState, int, int], list[Mapping[str, Any]]]
 Validator = Callable[[dict[str, Any]], Any]
 
 
@@ -109,6 +126,7 @@ class Registry:
     """The set of transaction types a node accepts; the same on every member."""
 
     types: dict[str, TxType] = field(default_factory=dict)
+    on_block: list[BlockHook] = field(default_factory=list)
 
     def register(self, tx_type: TxType) -> None:
         if tx_type.name in self.types:

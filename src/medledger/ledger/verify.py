@@ -165,6 +165,7 @@ def _verify(
     tip = Tip(-1, GENESIS_PREV_HASH, GENESIS_STATE_ROOT, 0)
     frontier = merkle.MerkleFrontier()
     run_count = 0
+    alert_count = 0
     tx_count = 0
     leaf_heights: list[tuple[int, int]] = []  # (first leaf, height) per block, to name heights later
     for record, txs, envelopes, signatures, failure in _decoded(store, check_signatures):
@@ -216,6 +217,7 @@ def _verify(
                     height,
                     env.tx_id,
                 )
+        alert_count += _compare_alerts(conn, built.block.alerts, height, first_leaf=frontier.size, envelopes=envelopes)
         for name in ("prev_hash", "tx_root", "tx_count", "results_hash", "state_root", "tree_size", "tree_root"):
             if getattr(mine, name) != getattr(header, name):
                 raise _fail(
@@ -256,7 +258,15 @@ def _verify(
     stored_runs = conn.execute("SELECT COUNT(*) FROM tree_runs").fetchone()[0]
     if stored_runs != run_count:
         _find_stray_run(conn, leaf_heights, frontier.size, stored_runs, run_count)
+    stored_alerts = conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
+    if stored_alerts != alert_count:
+        row = conn.execute("SELECT MAX(height) FROM alerts").fetchone()
+        raise _fail(
+            f"the store holds {stored_alerts} alerts; re-executing the blocks raises {alert_count}",
+            min(int(row[0] or 0), tip.height),
+        )
     _check_indexes(conn, leaf_heights)
+    _check_alert_indexes(conn)
     _integrity(conn)
     return VerifyReport(tip.height + 1, tx_count, frontier.size, frontier.root().hex(), len(state.values))
 
@@ -292,6 +302,59 @@ def _check_indexes(conn: sqlite3.Connection, leaf_heights: list[tuple[int, int]]
         found = conn.execute("SELECT height FROM tree_heads INDEXED BY tree_heads_size WHERE tree_size=?", (size,))
         if found.fetchone() != (height,):
             raise _fail(f"the tree-head index does not lead to the tree head of block {height}", height)
+
+
+_ALERT_ROW = "seq, leaf_index, rule, severity, institution, practitioner, block_ms, body"
+
+
+def _compare_alerts(
+    conn: sqlite3.Connection,
+    produced: Sequence[tuple[Any, ...]],
+    height: int,
+    *,
+    first_leaf: int,
+    envelopes: Sequence[SignedEnvelope],
+) -> int:
+    """The alerts this block raises are stored exactly so (and no others at this height)."""
+    stored = conn.execute(f"SELECT {_ALERT_ROW} FROM alerts WHERE height=? ORDER BY seq", (height,)).fetchall()
+    for index, want in enumerate(produced):
+        got = stored[index] if index < len(stored) else None
+        if got is None or (*got[:7], bytes(got[7])) != tuple(want):
+            leaf = want[1]
+            tx_id = envelopes[leaf - first_leaf].tx_id if leaf is not None else None
+            raise _fail(
+                f"block {height}: alert {index} ({want[2]}) is missing or differs from the one re-execution raises",
+                height,
+                tx_id,
+            )
+    if len(stored) > len(produced):
+        raise _fail(
+            f"block {height}: {len(stored) - len(produced)} stored alerts were raised by no transaction", height
+        )
+    return len(produced)
+
+
+def _check_alert_indexes(conn: sqlite3.Connection) -> None:
+    """Alert queries (by rule, institution, practitioner, time) must find every alert exactly."""
+    for column, index in (
+        ("rule", "alerts_rule"),
+        ("institution", "alerts_institution"),
+        ("practitioner", "alerts_practitioner"),
+        ("block_ms", "alerts_time"),
+    ):
+        counts = conn.execute(
+            f"SELECT {column}, COUNT(*) FROM alerts NOT INDEXED WHERE {column} IS NOT NULL GROUP BY {column}"
+        ).fetchall()
+        for value, count in counts:
+            found = conn.execute(
+                f"SELECT COUNT(*) FROM alerts INDEXED BY {index} WHERE {column}=?", (value,)
+            ).fetchone()[0]
+            if found != count:
+                height = conn.execute(f"SELECT MIN(height) FROM alerts NOT INDEXED WHERE {column}=?", (value,))
+                raise _fail(
+                    f"the alert index {index} answers {found} alerts for {value!r}, the table holds {count}",
+                    int(height.fetchone()[0]),
+                )
 
 
 def _integrity(conn: sqlite3.Connection) -> None:

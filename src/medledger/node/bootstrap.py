@@ -9,6 +9,7 @@ institution's admin) goes through the normal submission path.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +45,17 @@ class LedgerKeys:
 
 
 def init_ledger(
-    data_dir: Path, *, consortium: str = "Demo Province Internet Medical Supervision", max_clock_skew_ms: int = 300_000
+    data_dir: Path,
+    *,
+    consortium: str = "Demo Province Internet Medical Supervision",
+    max_clock_skew_ms: int = 300_000,
+    clock: Callable[[], int] = now_ms,
 ) -> LedgerKeys:
-    """Create ``data_dir`` with keys, genesis (block 0) and the demo admin (block 1)."""
+    """Create ``data_dir`` with keys, genesis (block 0) and the demo admin (block 1).
+
+    ``clock`` stamps the genesis and the first block: the simulator builds a
+    whole ledger in simulated time, and block times may never go backwards.
+    """
     data_dir = Path(data_dir)
     if (data_dir / DB_NAME).exists():
         raise StoreError(
@@ -57,7 +66,7 @@ def init_ledger(
     regulator.to_file(keys_dir / "regulator.key")
     node_key.to_file(keys_dir / "node.key")
     admin.to_file(keys_dir / "demo-admin.key")
-    created = now_ms()
+    created = clock()
     genesis = envelope.build(
         regulator,
         "genesis",
@@ -69,7 +78,7 @@ def init_ledger(
         },
         created_ms=created,
     )
-    node = Node(NodeConfig(data_dir, workers=0), key=node_key)
+    node = Node(NodeConfig(data_dir, workers=0, clock=clock), key=node_key)
     try:
         node.commit_genesis(genesis, created)
         register = envelope.build(
@@ -81,6 +90,7 @@ def init_ledger(
                 "role": ADMIN,
                 "key": admin.key_id,
             },
+            created_ms=clock(),
         )
         node.submit_sync([register.to_wire()])
     finally:

@@ -41,13 +41,15 @@ from medledger.node.pool import VerifyPool, to_envelope
 log = logging.getLogger(__name__)
 
 CORE_REGISTRY = "medledger.ledger.identity:core_registry"
+#: what every medledger ledger runs: the generic types and the regulatory rulebook
+DEFAULT_REGISTRY = "medledger.contracts.types:registry"
 MAX_BATCH = 10_000
 
 
 @dataclass(frozen=True)
 class NodeConfig:
     data_dir: Path
-    registry_path: str = CORE_REGISTRY
+    registry_path: str = DEFAULT_REGISTRY
     max_block_txs: int = 2000
     max_wait_ms: int = 20
     workers: int | None = None

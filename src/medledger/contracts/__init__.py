@@ -1,0 +1,1 @@
+"""The regulatory rulebook: transaction types, world state, rules and alerts."""

@@ -1,0 +1,342 @@
+"""The rule catalogue: what each regulatory rule says, where it comes from and
+what it reads. Definitions only, in the in-toto spirit of keeping rule syntax
+apart from rule evaluation: :mod:`medledger.contracts.rules` evaluates these,
+``docs/rulebook.md`` is generated from them, and the simulator injects a
+violation of each. Nothing here executes anything.
+
+Parameters (limits, windows, deadlines) have a default here and a value on
+the ledger: the regulator publishes them by ``rulebook.publish`` and every
+outcome records the rulebook version it was judged under.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["hard", "soft"]
+
+
+@dataclass(frozen=True, slots=True)
+class Regulation:
+    """A source text a rule comes from."""
+
+    id: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One published rulebook parameter: an integer with bounds (signed data has no floats)."""
+
+    name: str
+    default: int
+    unit: str
+    minimum: int
+    maximum: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule: its id and severities, the sentence it enforces, where it comes
+    from, the transactions it judges, the state it reads and its parameters."""
+
+    id: str
+    severities: tuple[Severity, ...]
+    sentence: str
+    regulation: tuple[str, ...]
+    applies_to: tuple[str, ...]
+    reads: tuple[str, ...]
+    params: tuple[str, ...] = ()
+    detail: str = ""
+
+    @property
+    def kind(self) -> str:
+        return " / ".join(self.severities)
+
+
+REGULATIONS = (
+    Regulation("NHC-2018-ID", "Measures for the Administration of Internet Diagnosis and Treatment (Trial), NHC 2018"),
+    Regulation("NHC-2018-IH", "Measures for the Administration of Internet Hospitals (Trial), NHC 2018"),
+    Regulation(
+        "NHC-2022-SUP", "Detailed Rules for the Supervision of Internet Diagnosis and Treatment (Trial), NHC 2022"
+    ),
+    Regulation("NHC-2017-REG", "Measures for the Administration of Physician Practice Registration, NHFPC 2017"),
+    Regulation("MOH-2007-RX", "Measures for the Administration of Prescriptions, MOH 2007"),
+    Regulation("NHC-2021-LRX", "Long-term Prescription Management Norms (Trial), NHC 2021"),
+    Regulation("NHC-2018-REV", "Norms for Prescription Review in Medical Institutions, NHC 2018"),
+    Regulation(
+        "SC-2005-NARC", "Regulations on the Administration of Narcotic Drugs and Psychotropic Substances, State Council"
+    ),
+    Regulation("SC-2021-MIF", "Regulations on the Supervision of Medical Security Fund Use, State Council 2021"),
+    Regulation("MOH-2011-ADR", "Measures for Adverse Drug Reaction Reporting and Monitoring, MOH 2011"),
+    Regulation("NHC-2022-NET", "Measures for Cybersecurity Management of Medical and Health Institutions, NHC 2022"),
+    Regulation("SC-2022-PET", "Regulations on Letters and Visits (complaint handling), 2022"),
+    Regulation("MLDA", "Medical Licensure compacts: a licence action follows the practitioner (seed document, §3)"),
+)
+
+PARAMS = (
+    Param("realname_window_min", 30, "minutes", 1, 24 * 60, "a doctor's real-name authentication counts this long"),
+    Param("experience_years", 3, "years", 0, 30, "independent clinical practice required to consult online"),
+    Param("guardian_age_years", 6, "years", 0, 18, "patients younger than this need an identified guardian"),
+    Param("rx_window_h", 24, "hours", 1, 24 * 30, "a prescription must follow its consultation within this time"),
+    Param(
+        "rx_min_s", 60, "seconds", 0, 3600, "a prescription sooner than this after the consultation opened is suspect"
+    ),
+    Param("rx_validity_h", 72, "hours", 1, 24 * 30, "a prescription may be dispensed within this time of issue"),
+    Param("report_deadline_h", 24, "hours", 1, 24 * 30, "clinical events must reach the ledger within this time"),
+    Param(
+        "leak_deadline_h", 72, "hours", 1, 24 * 30, "a data-leak incident must be reported this soon after detection"
+    ),
+    Param("adverse_deadline_d", 15, "days", 1, 90, "an institution reports an adverse event within this time"),
+    Param("complaint_sla_d", 15, "days", 1, 90, "the regulator answers a public complaint within this time"),
+    Param("max_consults_per_day", 80, "consultations", 1, 1000, "one doctor's online consultations in one local day"),
+    Param("min_consult_s", 120, "seconds", 0, 3600, "shortest plausible online consultation"),
+    Param("max_consult_s", 4 * 3600, "seconds", 60, 24 * 3600, "longest plausible online consultation"),
+    Param("claim_tolerance_bp", 100, "basis points", 0, 10_000, "allowed gap between a claim and price x quantity"),
+    Param("local_offset_min", 480, "minutes", -720, 840, "the province's UTC offset, for per-day counts"),
+)
+
+_CONSULT = ("consultation.open",)
+_RX = ("prescription.issue",)
+
+RULES = (
+    Rule(
+        "INST-LICENCE",
+        ("hard",),
+        "The institution's licence is valid and its Internet-diagnosis approval is in force at the time of the event.",
+        ("NHC-2018-ID", "NHC-2018-IH"),
+        (*_CONSULT, *_RX),
+        ("inst/<org>",),
+        detail="Suspended or revoked institutions, lapsed licences and missing approvals all fail.",
+    ),
+    Rule(
+        "DOC-LICENCE",
+        ("hard",),
+        "The practitioner's licence is valid and not suspended or revoked anywhere in the consortium.",
+        ("NHC-2017-REG", "MLDA"),
+        (*_CONSULT, *_RX),
+        ("staff/<member>", "prac/<licence>"),
+        detail="The licence record is keyed by licence number, so a revocation at one institution follows the person.",
+    ),
+    Rule(
+        "DOC-SITE",
+        ("hard",),
+        "The practitioner has an active practice registration (primary or multi-site filing) at this institution.",
+        ("NHC-2017-REG",),
+        _CONSULT,
+        ("site/<licence>/<org>",),
+    ),
+    Rule(
+        "DOC-EXPERIENCE",
+        ("hard",),
+        "The practitioner has at least the required years of independent clinical practice.",
+        ("NHC-2018-IH",),
+        _CONSULT,
+        ("prac/<licence>",),
+        ("experience_years",),
+    ),
+    Rule(
+        "DOC-SCOPE",
+        ("hard",),
+        "The consultation's specialty is within the practitioner's registered scope.",
+        ("NHC-2017-REG",),
+        _CONSULT,
+        ("prac/<licence>",),
+    ),
+    Rule(
+        "DOC-REALNAME",
+        ("hard",),
+        "The same doctor passed a real-name authentication (face or CA) shortly before the consultation.",
+        ("NHC-2022-SUP",),
+        _CONSULT,
+        ("auth/<member>",),
+        ("realname_window_min",),
+    ),
+    Rule(
+        "PAT-REALNAME",
+        ("hard",),
+        "The patient's identity was verified (a pseudonym issued by the pseudonymisation service).",
+        ("NHC-2022-SUP",),
+        _CONSULT,
+        ("patient/<pseudonym>",),
+    ),
+    Rule(
+        "NO-FIRST-VISIT",
+        ("hard",),
+        "An online consultation cites a prior offline diagnosis of the same patient at a physical institution "
+        "and treats the same condition.",
+        ("NHC-2018-ID",),
+        _CONSULT,
+        ("dx/<document>", "inst/<org>"),
+        detail="Same condition means the same ICD-10 category (the first three characters).",
+    ),
+    Rule(
+        "CHILD-GUARDIAN",
+        ("hard",),
+        "A patient under the guardian age is accompanied by an identified guardian.",
+        ("NHC-2022-SUP",),
+        _CONSULT,
+        ("patient/<pseudonym>", "patient/<guardian>"),
+        ("guardian_age_years",),
+    ),
+    Rule(
+        "RX-PRESCRIBER",
+        ("hard",),
+        "The prescriber is the consultation's doctor, signs with their own key, within the window after the "
+        "consultation.",
+        ("NHC-2022-SUP", "MOH-2007-RX"),
+        _RX,
+        ("consult/<id>",),
+        ("rx_window_h",),
+    ),
+    Rule(
+        "RX-NO-AI",
+        ("hard", "soft"),
+        "A prescription is written by a doctor: one signed by a service or system key is refused (hard); one "
+        "issued within seconds of the consultation opening is flagged (soft).",
+        ("NHC-2022-SUP",),
+        _RX,
+        ("consult/<id>",),
+        ("rx_min_s",),
+    ),
+    Rule(
+        "RX-PROHIBITED",
+        ("hard",),
+        "No online prescription of narcotic, psychotropic, toxic, radioactive or other special-management drugs.",
+        ("NHC-2018-ID", "SC-2005-NARC"),
+        _RX,
+        ("formulary",),
+    ),
+    Rule(
+        "RX-LIMITS",
+        ("hard",),
+        "Daily dose, days of supply and quantity are within the formulary's limits and consistent with each other.",
+        ("MOH-2007-RX", "NHC-2021-LRX"),
+        _RX,
+        ("formulary",),
+    ),
+    Rule(
+        "RX-INDICATION",
+        ("soft",),
+        "The drug is indicated for the consultation's diagnosis.",
+        ("NHC-2018-REV",),
+        _RX,
+        ("consult/<id>", "formulary"),
+    ),
+    Rule(
+        "RX-DUPLICATE",
+        ("soft",),
+        "The patient has no overlapping supply of the same therapeutic group from another prescription, at any "
+        "institution (doctor shopping).",
+        ("NHC-2018-REV", "SC-2021-MIF"),
+        _RX,
+        ("supply/<pseudonym>/<group>",),
+    ),
+    Rule(
+        "RX-EXPIRY",
+        ("hard",),
+        "A prescription is dispensed within its validity window.",
+        ("MOH-2007-RX",),
+        ("prescription.dispense",),
+        ("rx/<id>",),
+        ("rx_validity_h",),
+    ),
+    Rule(
+        "PH-REVIEW",
+        ("hard",),
+        "A licensed pharmacist other than the prescriber approves the prescription before any dispense.",
+        ("NHC-2018-REV",),
+        ("prescription.review", "prescription.dispense"),
+        ("rx/<id>", "staff/<member>", "prac/<licence>"),
+    ),
+    Rule(
+        "PH-DISPENSE",
+        ("hard",),
+        "A registered pharmacy dispenses no more than remains of an approved, not rejected, prescription.",
+        ("NHC-2018-REV", "MOH-2007-RX"),
+        ("prescription.dispense",),
+        ("rx/<id>", "inst/<org>"),
+    ),
+    Rule(
+        "DELIVERY-TRACE",
+        ("soft",),
+        "Delivery hand-overs follow the dispense, in order, and end with the prescription's patient.",
+        ("NHC-2022-SUP",),
+        ("delivery.handover",),
+        ("dispense/<id>", "rx/<id>"),
+    ),
+    Rule(
+        "CLAIM-MATCH",
+        ("hard",),
+        "A claim cites a dispense, its amount matches the formulary price times the quantity, and each dispense "
+        "is claimed once.",
+        ("SC-2021-MIF",),
+        ("claim.submit",),
+        ("dispense/<id>", "rx/<id>", "formulary"),
+        ("claim_tolerance_bp",),
+    ),
+    Rule(
+        "LATE-REPORT",
+        ("soft",),
+        "An event reaches the ledger within its reporting deadline (clinical events, adverse events, data leaks).",
+        ("NHC-2022-SUP", "MOH-2011-ADR", "NHC-2022-NET"),
+        (
+            "doctor.authenticate",
+            "consultation.open",
+            "consultation.close",
+            "prescription.issue",
+            "prescription.review",
+            "prescription.dispense",
+            "delivery.handover",
+            "report.adverse-event",
+            "report.data-leak",
+        ),
+        (),
+        ("report_deadline_h", "leak_deadline_h", "adverse_deadline_d"),
+        detail="Lateness is the block time minus the event time the payload states. Anonymous public reports have "
+        "no deadline.",
+    ),
+    Rule(
+        "VOLUME",
+        ("soft",),
+        "A doctor's online consultations per local day, and each consultation's duration, are within plausible bounds.",
+        ("NHC-2022-SUP",),
+        ("consultation.open", "consultation.close"),
+        ("count/<licence>/<day>", "consult/<id>"),
+        ("max_consults_per_day", "min_consult_s", "max_consult_s", "local_offset_min"),
+    ),
+    Rule(
+        "COMPLAINT-SLA",
+        ("soft",),
+        "The regulator answers a public complaint within the deadline.",
+        ("SC-2022-PET",),
+        ("(every block)", "complaint.answer"),
+        ("complaints/open", "complaint/<id>"),
+        ("complaint_sla_d",),
+        detail="Checked at the start of every block against the block time, so an unanswered complaint raises its "
+        "alert even if nothing else happens.",
+    ),
+    Rule(
+        "APP-APPROVED",
+        ("hard",),
+        "A consultation through a mobile app happens only if that app's review is approved.",
+        ("NHC-2022-SUP",),
+        _CONSULT,
+        ("app/<org>/<app>",),
+    ),
+)
+
+RULES_BY_ID = {rule.id: rule for rule in RULES}
+PARAMS_BY_NAME = {param.name: param for param in PARAMS}
+DEFAULT_PARAMS = {param.name: param.default for param in PARAMS}
+HARD_RULES = frozenset(r.id for r in RULES if "hard" in r.severities)
+
+
+def severity_of(rule_id: str, hard: bool | None = None) -> Severity:
+    """The severity a violation of ``rule_id`` carries (``hard`` picks one for two-severity rules)."""
+    severities = RULES_BY_ID[rule_id].severities
+    if len(severities) == 1:
+        return severities[0]
+    return "hard" if hard else "soft"

@@ -1,0 +1,328 @@
+"""Payloads of the medical transaction types, checked statelessly at the gateway.
+
+Every field is an identifier, a code, a count or a time: there is no field a
+name, an ID number, a phone number or free text about a patient could travel
+in. Patients appear only as 64-hex pseudonyms, diagnoses as ICD-10 codes,
+drugs as RxNorm codes, documents as SHA-256 digests. Models forbid extra
+fields, so nothing can be smuggled beside them either.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from medledger.ledger.identity import Label, MemberId, Sha256Hex, Slug, _Payload
+from medledger.ledger.timefmt import parse_ms
+
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")]
+Pseudonym = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Icd10 = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$")]
+RxNorm = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
+LicenceNo = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{3,39}$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,120}$")]
+_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+_MONTH = re.compile(r"\d{4}-\d\d")
+
+
+def _instant(text: str) -> str:
+    parse_ms(text, what="event time")
+    return text
+
+
+def _day(text: str) -> str:
+    if _DATE.fullmatch(text) is None:
+        raise ValueError("must be a date like 2026-11-24")
+    date.fromisoformat(text)
+    return text
+
+
+def _month(text: str) -> str:
+    if _MONTH.fullmatch(text) is None or not 1 <= int(text[5:]) <= 12:
+        raise ValueError("must be a month like 2019-04")
+    return text
+
+
+Instant = Annotated[str, AfterValidator(_instant)]
+Day = Annotated[str, AfterValidator(_day)]
+Month = Annotated[str, AfterValidator(_month)]
+Count = Annotated[int, Field(ge=1, le=100_000)]
+
+
+def day_ms(text: str) -> int:
+    """Midnight UTC of a validated date, in epoch milliseconds."""
+    return (date.fromisoformat(text) - date(1970, 1, 1)).days * 86_400_000
+
+
+class Validity(_Payload):
+    valid_from: Day
+    valid_until: Day
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Validity:
+        if self.valid_until < self.valid_from:
+            raise ValueError("valid_until is before valid_from")
+        return self
+
+
+class Licence(Validity):
+    number: LicenceNo
+
+
+# --- regulator ---------------------------------------------------------------
+
+
+class RulebookPublish(_Payload):
+    version: Annotated[int, Field(ge=1)]
+    params: dict[Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")], int] = Field(max_length=64)
+    formulary: Sha256Hex
+
+
+InstitutionKind = Literal["internet-hospital", "hospital", "clinic", "pharmacy", "insurer"]
+
+
+class InstitutionAdmit(_Payload):
+    org: Slug
+    name: Name
+    kind: InstitutionKind
+    physical: bool
+    licence: Licence
+
+
+class InstitutionLicence(_Payload):
+    org: Slug
+    licence: Licence
+
+
+class InternetApproval(_Payload):
+    org: Slug
+    approval: Validity
+
+
+class InstitutionAction(_Payload):
+    org: Slug
+    reason: Literal["inspection", "licence-lapsed", "misconduct", "data-breach", "voluntary", "other"]
+
+
+class InstitutionReinstate(_Payload):
+    org: Slug
+
+
+class PractitionerAction(_Payload):
+    licence_no: LicenceNo
+    reason: Literal["misconduct", "malpractice", "licence-lapsed", "investigation", "other"]
+
+
+class PractitionerReinstate(_Payload):
+    licence_no: LicenceNo
+
+
+class AppReview(_Payload):
+    org: Slug
+    app: Slug
+    decision: Literal["approved", "rejected"]
+
+
+class ComplaintAnswer(_Payload):
+    complaint_id: Id
+    resolution: Literal["upheld", "dismissed", "referred", "mediated"]
+
+
+# --- institution -------------------------------------------------------------
+
+
+class PractitionerRegister(_Payload):
+    member: MemberId
+    licence_no: LicenceNo
+    profession: Literal["doctor", "pharmacist"]
+    qualification: Literal[
+        "physician", "assistant-physician", "chief-physician", "pharmacist", "chief-pharmacist", "assistant-pharmacist"
+    ]
+    first_practice: Day
+    specialties: list[Slug] = Field(max_length=16)
+
+
+class PracticeSite(_Payload):
+    licence_no: LicenceNo
+    filing: Literal["primary", "multi-site"]
+    validity: Validity
+
+
+class AppRegister(_Payload):
+    app: Slug
+    name: Name
+
+
+class DataLeakReport(_Payload):
+    incident_id: Id
+    detected_at: Instant
+    records_affected: Annotated[int, Field(ge=0, le=10**9)]
+    category: Literal["unauthorised-access", "ransomware", "misdelivery", "lost-device", "insider", "other"]
+
+
+# --- clinical ----------------------------------------------------------------
+
+
+class DoctorAuthenticate(_Payload):
+    member: MemberId
+    method: Literal["face", "ca-certificate"]
+    at: Instant
+
+
+class PatientVerify(_Payload):
+    patient: Pseudonym
+    birth_month: Month
+    method: Literal["resident-id", "passport", "insurance-card", "birth-certificate", "guardian-id"]
+    at: Instant
+
+
+class Encounter(_Payload):
+    """An offline encounter at a physical institution: it establishes the diagnosis online follow-ups cite."""
+
+    encounter_id: Id
+    patient: Pseudonym
+    date: Day
+    diagnosis: Icd10
+    document: Sha256Hex
+
+
+class PriorDiagnosis(_Payload):
+    document: Sha256Hex
+    org: Slug
+    date: Day
+    diagnosis: Icd10
+
+
+class ConsultationOpen(_Payload):
+    consultation_id: Id
+    patient: Pseudonym
+    guardian: Pseudonym | None = None
+    specialty: Slug
+    diagnosis: Icd10
+    prior: PriorDiagnosis | None = None
+    app: Slug | None = None
+    started_at: Instant
+
+
+class ConsultationClose(_Payload):
+    consultation_id: Id
+    ended_at: Instant
+
+
+class PrescriptionIssue(_Payload):
+    rx_id: Id
+    consultation_id: Id
+    rxnorm: RxNorm
+    daily_units: Count
+    days: Annotated[int, Field(ge=1, le=365)]
+    quantity: Count
+    issued_at: Instant
+
+
+class PrescriptionReview(_Payload):
+    rx_id: Id
+    decision: Literal["approved", "rejected"]
+    reason: Literal["appropriate", "dose", "interaction", "indication", "duplicate", "contraindication", "other"]
+    reviewed_at: Instant
+
+
+class Dispense(_Payload):
+    dispense_id: Id
+    rx_id: Id
+    quantity: Count
+    dispensed_at: Instant
+
+
+class Handover(_Payload):
+    dispense_id: Id
+    seq: Annotated[int, Field(ge=1, le=32)]
+    to: Literal["courier", "pickup-point", "patient"]
+    recipient: Pseudonym | None = None
+    at: Instant
+
+    @model_validator(mode="after")
+    def _recipient(self) -> Handover:
+        if (self.to == "patient") != (self.recipient is not None):
+            raise ValueError(
+                "recipient (the patient's pseudonym) is given exactly when the hand-over is to the patient"
+            )
+        return self
+
+
+class ClaimSubmit(_Payload):
+    claim_id: Id
+    dispense_id: Id
+    amount_fen: Annotated[int, Field(ge=0, le=10**10)]
+
+
+# --- public and reports ------------------------------------------------------
+
+ComplaintCategory = Literal[
+    "misdiagnosis", "prescription", "privacy", "billing", "attitude", "delivery", "unlicensed-practice", "other"
+]
+
+
+class ComplaintFile(_Payload):
+    complaint_id: Id
+    about: Slug
+    category: ComplaintCategory
+    complainant: Pseudonym | None = None
+    filed_at: Instant
+
+
+#: adverse events and medical errors use one fixed terminology (no free text on the ledger)
+AdverseCategory = Literal[
+    "adverse-drug-reaction",
+    "medication-error",
+    "wrong-patient",
+    "diagnostic-error",
+    "delayed-treatment",
+    "fall",
+    "infection",
+    "device-failure",
+    "other",
+]
+
+
+class AdverseEventReport(_Payload):
+    report_id: Id
+    category: AdverseCategory
+    seriousness: Literal["non-serious", "serious", "death"]
+    org: Slug | None = None
+    rxnorm: RxNorm | None = None
+    occurred_at: Instant
+    anonymous: bool
+
+
+__all__ = [
+    "AdverseEventReport",
+    "AppRegister",
+    "AppReview",
+    "ClaimSubmit",
+    "ComplaintAnswer",
+    "ComplaintFile",
+    "ConsultationClose",
+    "ConsultationOpen",
+    "DataLeakReport",
+    "Dispense",
+    "DoctorAuthenticate",
+    "Encounter",
+    "Handover",
+    "InstitutionAction",
+    "InstitutionAdmit",
+    "InstitutionLicence",
+    "InstitutionReinstate",
+    "InternetApproval",
+    "Label",
+    "PatientVerify",
+    "PracticeSite",
+    "PractitionerAction",
+    "PractitionerRegister",
+    "PractitionerReinstate",
+    "PrescriptionIssue",
+    "PrescriptionReview",
+    "RulebookPublish",
+]

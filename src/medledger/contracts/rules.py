@@ -1,0 +1,512 @@
+"""Rule evaluation: one function per check, tagged with the catalogue rule it enforces.
+
+Each check reads only what it is handed (state records, the block time, the
+published parameters, the formulary) and reports violations to a
+:class:`~medledger.contracts.judge.Judge`. No check reads the wall clock, a
+random source or a file: the same blocks give the same outcomes everywhere.
+The handlers in :mod:`medledger.contracts.handlers` decide which checks a
+transaction type runs; ``EVALUATORS`` lets a test prove every catalogued rule
+has at least one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from medledger.contracts.formulary import Drug
+from medledger.contracts.judge import Judge
+from medledger.contracts.world import DAY_MS, HOUR_MS, months_between
+from medledger.ledger.timefmt import format_ms
+
+F = TypeVar("F", bound=Callable[..., Any])
+EVALUATORS: dict[str, list[str]] = {}
+
+
+def enforces(rule: str) -> Callable[[F], F]:
+    def mark(func: F) -> F:
+        EVALUATORS.setdefault(rule, []).append(f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}")
+        return func
+
+    return mark
+
+
+def _day(ms: int) -> str:
+    return format_ms(ms)[:10]
+
+
+@enforces("INST-LICENCE")
+def institution_licensed(j: Judge, org: str, inst: dict[str, Any] | None, at_ms: int, *, online: bool) -> None:
+    if inst is None:
+        j.fail("INST-LICENCE", f"institution {org!r} was never admitted", subject=("institution", org))
+        return
+    if inst["status"] != "active":
+        j.fail(
+            "INST-LICENCE",
+            f"institution {org!r} is {inst['status']}",
+            subject=("institution", org),
+            evidence=[inst.get("status_tx")],
+        )
+        return
+    lic = inst["licence"]
+    if not lic["from"] <= at_ms < lic["until"] + DAY_MS:
+        j.fail(
+            "INST-LICENCE",
+            f"licence {lic['number']} of {org!r} is not valid on {_day(at_ms)}",
+            subject=("institution", org),
+        )
+    if online:
+        approval = inst.get("internet")
+        if approval is None:
+            j.fail("INST-LICENCE", f"{org!r} has no Internet-diagnosis approval", subject=("institution", org))
+        elif not approval["from"] <= at_ms < approval["until"] + DAY_MS:
+            j.fail(
+                "INST-LICENCE",
+                f"the Internet-diagnosis approval of {org!r} is not in force on {_day(at_ms)}",
+                subject=("institution", org),
+            )
+
+
+@enforces("DOC-LICENCE")
+def practitioner_licensed(j: Judge, member: str, licence_no: str | None, prac: dict[str, Any] | None) -> None:
+    if licence_no is None or prac is None:
+        j.fail("DOC-LICENCE", f"{member} has no registered practitioner licence", subject=("member", member))
+        return
+    if prac["status"] != "active":
+        j.fail(
+            "DOC-LICENCE",
+            f"licence {licence_no} is {prac['status']} (by {prac.get('status_org', 'the regulator')})",
+            subject=("practitioner", licence_no),
+            evidence=[prac.get("status_tx")],
+        )
+
+
+@enforces("DOC-SITE")
+def practice_site(j: Judge, licence_no: str, org: str, site: dict[str, Any] | None, at_ms: int) -> None:
+    if site is None:
+        j.fail(
+            "DOC-SITE",
+            f"licence {licence_no} has no practice registration at {org!r}",
+            subject=("practitioner", licence_no),
+        )
+    elif not site["from"] <= at_ms < site["until"] + DAY_MS:
+        j.fail(
+            "DOC-SITE",
+            f"the {site['filing']} registration of {licence_no} at {org!r} is not valid on {_day(at_ms)}",
+            subject=("practitioner", licence_no),
+            evidence=[site["tx"]],
+        )
+
+
+@enforces("DOC-EXPERIENCE")
+def experience(j: Judge, licence_no: str, prac: dict[str, Any], at_ms: int, params: dict[str, int]) -> None:
+    years = params["experience_years"]
+    first = prac["first_practice"]
+    # calendar years: the anniversary of the first practice date, years later
+    y, rest = int(first[:4]), first[4:]
+    anniversary = f"{y + years:04d}{rest}" if rest != "-02-29" else f"{y + years:04d}-03-01"
+    if _day(at_ms) < anniversary:
+        j.fail(
+            "DOC-EXPERIENCE",
+            f"licence {licence_no} has practised since {first}, less than {years} years",
+            subject=("practitioner", licence_no),
+            evidence=[prac["tx"]],
+        )
+
+
+@enforces("DOC-SCOPE")
+def scope(j: Judge, licence_no: str, prac: dict[str, Any], specialty: str) -> None:
+    if specialty not in prac["specialties"]:
+        j.fail(
+            "DOC-SCOPE",
+            f"specialty {specialty!r} is outside the registered scope "
+            f"{', '.join(prac['specialties']) or '(none)'} of {licence_no}",
+            subject=("practitioner", licence_no),
+        )
+
+
+@enforces("DOC-REALNAME")
+def doctor_realname(j: Judge, member: str, auth: dict[str, Any] | None, at_ms: int, params: dict[str, int]) -> None:
+    window = params["realname_window_min"]
+    if auth is None:
+        j.fail("DOC-REALNAME", f"{member} never passed a real-name authentication", subject=("member", member))
+    elif not at_ms - window * 60_000 <= auth["at"] <= at_ms:
+        j.fail(
+            "DOC-REALNAME",
+            f"the last real-name authentication of {member} at {format_ms(auth['at'])} is not "
+            f"within the {window} minutes before the consultation",
+            subject=("member", member),
+            evidence=[auth["tx"]],
+        )
+
+
+@enforces("PAT-REALNAME")
+def patient_realname(j: Judge, pseudonym: str, patient: dict[str, Any] | None) -> None:
+    if patient is None:
+        j.fail("PAT-REALNAME", "the patient's identity was never verified", subject=("patient", pseudonym))
+
+
+@enforces("NO-FIRST-VISIT")
+def prior_diagnosis(
+    j: Judge,
+    pseudonym: str,
+    diagnosis: str,
+    prior: Any | None,
+    record: dict[str, Any] | None,
+    prior_inst: dict[str, Any] | None,
+    at_ms: int,
+) -> None:
+    if prior is None:
+        j.fail(
+            "NO-FIRST-VISIT",
+            "an online consultation without a prior offline diagnosis (a first visit)",
+            subject=("patient", pseudonym),
+        )
+        return
+    if record is None:
+        j.fail(
+            "NO-FIRST-VISIT",
+            f"the cited diagnosis document {prior.document[:12]}... is not on the ledger",
+            subject=("patient", pseudonym),
+        )
+        return
+    problems = []
+    if record["patient"] != pseudonym:
+        problems.append("it is another patient's")
+    if (record["org"], record["date"], record["diagnosis"]) != (prior.org, prior.date, prior.diagnosis):
+        problems.append("the institution, date or code cited differ from the recorded encounter")
+    if prior_inst is None or not prior_inst["physical"]:
+        problems.append(f"{record['org']!r} is not a physical institution")
+    if record["diagnosis"][:3] != diagnosis[:3]:
+        problems.append(f"it diagnosed {record['diagnosis']}, not the condition {diagnosis} treated now")
+    if record["date_ms"] > at_ms:
+        problems.append("it is dated after the consultation")
+    if problems:
+        j.fail(
+            "NO-FIRST-VISIT",
+            "the cited offline diagnosis does not qualify: " + "; ".join(problems),
+            subject=("patient", pseudonym),
+            evidence=[record["tx"]],
+        )
+
+
+@enforces("CHILD-GUARDIAN")
+def guardian(
+    j: Judge,
+    pseudonym: str,
+    patient: dict[str, Any],
+    guardian_id: str | None,
+    guardian_rec: dict[str, Any] | None,
+    at_ms: int,
+    params: dict[str, int],
+) -> None:
+    years = params["guardian_age_years"]
+    if months_between(patient["birth_month"], at_ms) > years * 12:
+        return
+    if guardian_id is None:
+        j.fail(
+            "CHILD-GUARDIAN",
+            f"the patient (born {patient['birth_month']}) is under {years} and no guardian is identified",
+            subject=("patient", pseudonym),
+        )
+    elif guardian_rec is None or guardian_id == pseudonym:
+        j.fail("CHILD-GUARDIAN", "the guardian's identity was never verified", subject=("patient", pseudonym))
+    elif months_between(guardian_rec["birth_month"], at_ms) < 18 * 12:
+        j.fail("CHILD-GUARDIAN", "the guardian is a minor", subject=("patient", pseudonym))
+
+
+@enforces("APP-APPROVED")
+def app_approved(j: Judge, org: str, app: str, record: dict[str, Any] | None) -> None:
+    if record is None:
+        j.fail("APP-APPROVED", f"app {app!r} of {org!r} was never registered", subject=("app", f"{org}/{app}"))
+    elif record["status"] != "approved":
+        j.fail(
+            "APP-APPROVED",
+            f"app {app!r} of {org!r} is {record['status']}, not approved",
+            subject=("app", f"{org}/{app}"),
+            evidence=[record.get("review_tx")],
+        )
+
+
+@enforces("VOLUME")
+def daily_volume(j: Judge, licence_no: str, count: int, params: dict[str, int]) -> None:
+    limit = params["max_consults_per_day"]
+    if count > limit:
+        j.fail(
+            "VOLUME",
+            f"consultation {count} of the day for {licence_no}; at most {limit} are plausible",
+            subject=("practitioner", licence_no),
+        )
+
+
+@enforces("VOLUME")
+def duration(j: Judge, consult_id: str, seconds: int, params: dict[str, int]) -> None:
+    low, high = params["min_consult_s"], params["max_consult_s"]
+    if not low <= seconds <= high:
+        j.fail(
+            "VOLUME",
+            f"consultation lasted {seconds} s, outside the plausible {low}-{high} s",
+            subject=("consultation", consult_id),
+        )
+
+
+@enforces("LATE-REPORT")
+def late(j: Judge, what: str, event_ms: int, block_ms: int, deadline_ms: int, deadline_text: str) -> None:
+    if block_ms - event_ms > deadline_ms:
+        hours = (block_ms - event_ms) // HOUR_MS
+        j.fail(
+            "LATE-REPORT",
+            f"{what} of {format_ms(event_ms)} reached the ledger {hours} h later; the deadline is {deadline_text}",
+        )
+
+
+@enforces("RX-NO-AI")
+def written_by_doctor(j: Judge, role: str, member: str) -> None:
+    if role != "doctor":
+        j.fail(
+            "RX-NO-AI",
+            f"signed by {member}, a {role} key, not a doctor's own key",
+            hard=True,
+            subject=("member", member),
+        )
+
+
+@enforces("RX-NO-AI")
+def not_instant(j: Judge, rx_id: str, seconds: int, consult_tx: str, params: dict[str, int]) -> None:
+    if seconds < params["rx_min_s"]:
+        j.fail(
+            "RX-NO-AI",
+            f"issued {seconds} s after the consultation opened, faster than a doctor writes",
+            hard=False,
+            subject=("prescription", rx_id),
+            evidence=[consult_tx],
+        )
+
+
+@enforces("RX-PRESCRIBER")
+def prescriber(
+    j: Judge,
+    rx_id: str,
+    member: str,
+    consult: dict[str, Any] | None,
+    consult_id: str,
+    issued_ms: int,
+    params: dict[str, int],
+) -> None:
+    if consult is None:
+        j.fail(
+            "RX-PRESCRIBER",
+            f"consultation {consult_id!r} is not an accepted consultation on the ledger",
+            subject=("prescription", rx_id),
+        )
+        return
+    if consult["member"] != member:
+        j.fail(
+            "RX-PRESCRIBER",
+            f"signed by {member}, but consultation {consult_id!r} was held by {consult['member']}",
+            subject=("prescription", rx_id),
+            evidence=[consult["tx"]],
+        )
+    window = params["rx_window_h"]
+    if not consult["started"] <= issued_ms <= consult["started"] + window * HOUR_MS:
+        j.fail(
+            "RX-PRESCRIBER",
+            f"issued at {format_ms(issued_ms)}, not within {window} h after the consultation "
+            f"opened at {format_ms(consult['started'])}",
+            subject=("prescription", rx_id),
+            evidence=[consult["tx"]],
+        )
+
+
+@enforces("RX-PROHIBITED")
+def prohibited(j: Judge, rx_id: str, drug: Drug) -> None:
+    if drug.drug_class != "ordinary":
+        j.fail(
+            "RX-PROHIBITED",
+            f"{drug.name} is a {drug.drug_class} drug and may not be prescribed online",
+            subject=("prescription", rx_id),
+        )
+
+
+@enforces("RX-LIMITS")
+def limits(j: Judge, rx_id: str, drug: Drug, daily_units: int, days: int, quantity: int) -> None:
+    problems = []
+    if daily_units > drug.max_daily_units:
+        problems.append(f"{daily_units} units a day exceeds the maximum {drug.max_daily_units}")
+    if days > drug.max_days:
+        problems.append(f"{days} days of supply exceeds the maximum {drug.max_days}")
+    if quantity > daily_units * days:
+        problems.append(f"quantity {quantity} exceeds {daily_units} a day for {days} days")
+    if problems:
+        j.fail("RX-LIMITS", f"{drug.name}: " + "; ".join(problems), subject=("prescription", rx_id))
+
+
+@enforces("RX-INDICATION")
+def indication(j: Judge, rx_id: str, drug: Drug, diagnosis: str, consult_tx: str) -> None:
+    if diagnosis[:3] not in drug.indications:
+        j.fail(
+            "RX-INDICATION",
+            f"{drug.name} is not indicated for {diagnosis} (indicated: {', '.join(drug.indications)})",
+            subject=("prescription", rx_id),
+            evidence=[consult_tx],
+        )
+
+
+@enforces("RX-DUPLICATE")
+def duplicate(j: Judge, rx_id: str, group: str, supplies: list[list[Any]], start_ms: int, end_ms: int) -> None:
+    overlapping = [s for s in supplies if s[1] < end_ms and start_ms < s[2]]
+    if overlapping:
+        other = overlapping[0]
+        j.fail(
+            "RX-DUPLICATE",
+            f"the patient already holds {group} supply until {format_ms(other[2])} from "
+            f"prescription {other[0]!r} at {other[3]!r}",
+            subject=("prescription", rx_id),
+            evidence=[s[4] for s in overlapping],
+        )
+
+
+@enforces("RX-EXPIRY")
+def expiry(j: Judge, rx_id: str, rx: dict[str, Any], at_ms: int, params: dict[str, int]) -> None:
+    hours = params["rx_validity_h"]
+    if at_ms > rx["issued"] + hours * HOUR_MS:
+        j.fail(
+            "RX-EXPIRY",
+            f"dispensed {format_ms(at_ms)}, after the prescription's {hours} h validity from {format_ms(rx['issued'])}",
+            subject=("prescription", rx_id),
+            evidence=[rx["tx"]],
+        )
+
+
+@enforces("PH-REVIEW")
+def reviewer(
+    j: Judge,
+    rx_id: str,
+    rx: dict[str, Any],
+    role: str,
+    member: str,
+    licence_no: str | None,
+    prac: dict[str, Any] | None,
+) -> None:
+    if role != "pharmacist" or prac is None or prac["profession"] != "pharmacist":
+        j.fail(
+            "PH-REVIEW",
+            f"{member} is not a registered pharmacist",
+            subject=("prescription", rx_id),
+            evidence=[rx["tx"]],
+        )
+    elif prac["status"] != "active":
+        j.fail(
+            "PH-REVIEW",
+            f"pharmacist licence {licence_no} is {prac['status']}",
+            subject=("prescription", rx_id),
+            evidence=[rx["tx"], prac.get("status_tx")],
+        )
+    if (licence_no is not None and licence_no == rx["licence"]) or member == rx["member"]:
+        j.fail(
+            "PH-REVIEW",
+            "the prescriber may not review their own prescription",
+            subject=("prescription", rx_id),
+            evidence=[rx["tx"]],
+        )
+
+
+@enforces("PH-REVIEW")
+def reviewed(j: Judge, rx_id: str, rx: dict[str, Any]) -> None:
+    if rx["review"] is None:
+        j.fail(
+            "PH-REVIEW",
+            "no pharmacist has reviewed the prescription",
+            subject=("prescription", rx_id),
+            evidence=[rx["tx"]],
+        )
+
+
+@enforces("PH-DISPENSE")
+def dispensable(j: Judge, rx_id: str, rx: dict[str, Any], org: str, inst: dict[str, Any] | None, quantity: int) -> None:
+    if inst is None or inst["kind"] != "pharmacy" or inst["status"] != "active":
+        j.fail(
+            "PH-DISPENSE",
+            f"{org!r} is not an active registered pharmacy",
+            subject=("prescription", rx_id),
+            institution=org,
+        )
+    if rx["review"] == "rejected":
+        j.fail(
+            "PH-DISPENSE",
+            "the pharmacist review rejected this prescription",
+            subject=("prescription", rx_id),
+            evidence=[rx["tx"], rx.get("review_tx")],
+        )
+    if quantity > rx["remaining"]:
+        j.fail(
+            "PH-DISPENSE",
+            f"dispensing {quantity} but only {rx['remaining']} of {rx['quantity']} remain",
+            subject=("prescription", rx_id),
+            evidence=[rx["tx"]],
+        )
+
+
+@enforces("DELIVERY-TRACE")
+def handover(
+    j: Judge,
+    dispense_id: str,
+    record: dict[str, Any] | None,
+    rx: dict[str, Any] | None,
+    seq: int,
+    to: str,
+    recipient: str | None,
+) -> None:
+    if record is None:
+        j.fail(
+            "DELIVERY-TRACE",
+            f"hand-over of dispense {dispense_id!r}, which is not on the ledger",
+            subject=("dispense", dispense_id),
+        )
+        return
+    problems = []
+    if record["delivered"]:
+        problems.append("the parcel was already handed to the patient")
+    if seq != record["handovers"] + 1:
+        problems.append(f"hand-over {seq} follows hand-over {record['handovers']}")
+    if to == "patient" and rx is not None and recipient != rx["patient"]:
+        problems.append("the recipient is not the prescription's patient")
+    if problems:
+        j.fail("DELIVERY-TRACE", "; ".join(problems), subject=("dispense", dispense_id), evidence=[record["tx"]])
+
+
+@enforces("CLAIM-MATCH")
+def claim_match(
+    j: Judge,
+    claim_id: str,
+    dispense_id: str,
+    record: dict[str, Any] | None,
+    drug: Drug | None,
+    amount: int,
+    params: dict[str, int],
+) -> None:
+    if record is None:
+        j.fail(
+            "CLAIM-MATCH",
+            f"the claim cites dispense {dispense_id!r}, which is not on the ledger",
+            subject=("claim", claim_id),
+        )
+        return
+    if record["claim"] is not None:
+        j.fail(
+            "CLAIM-MATCH",
+            f"dispense {dispense_id!r} was already claimed by {record['claim']!r}",
+            subject=("claim", claim_id),
+            evidence=[record["tx"], record.get("claim_tx")],
+        )
+    if drug is not None:
+        expected = drug.unit_price_fen * record["quantity"]
+        tolerance = expected * params["claim_tolerance_bp"] // 10_000
+        if abs(amount - expected) > tolerance:
+            j.fail(
+                "CLAIM-MATCH",
+                f"amount {amount} fen differs from {record['quantity']} x {drug.unit_price_fen} fen "
+                f"= {expected} fen by more than {params['claim_tolerance_bp']} bp",
+                subject=("claim", claim_id),
+                evidence=[record["tx"]],
+            )
