@@ -296,7 +296,10 @@ def authenticate_doctor(ctx: TxContext, j: Judge) -> None:
         raise _refuse(j, "MEMBER-MISMATCH", f"{p.member!r} is not a doctor of {ctx.signer.org!r}")
     at = _event_ms(ctx, j, p.at)
     _late(ctx, j, "a real-name authentication", at)
-    put(ctx.state, {"at": at, "method": p.method, "tx": ctx.envelope.tx_id}, "auth", p.member)
+    latest = get(ctx.state, "auth", p.member)
+    if latest is None or at >= latest["at"]:
+        # an older check reported late is logged, but never replaces a newer one
+        put(ctx.state, {"at": at, "method": p.method, "tx": ctx.envelope.tx_id}, "auth", p.member)
 
 
 @handler
@@ -466,6 +469,8 @@ def review_prescription(ctx: TxContext, j: Judge) -> None:
     if rx["review"] is not None:
         raise _refuse(j, "ALREADY-REVIEWED", f"prescription {p.rx_id!r} was already reviewed ({rx['review']})")
     at = _event_ms(ctx, j, p.reviewed_at)
+    if at < rx["issued"]:
+        raise _refuse(j, "TIME-ORDER", f"reviewed at {p.reviewed_at}, before the prescription was issued")
     licence_no, prac = _licence(ctx, ctx.signer.member)
     j.practitioner = licence_no
     rules.reviewer(j, p.rx_id, rx, ctx.signer.role, ctx.signer.member, licence_no, prac)
@@ -485,6 +490,8 @@ def dispense(ctx: TxContext, j: Judge) -> None:
     _new(ctx, j, "dispense", p.dispense_id)
     rx = _need(ctx, j, "rx", p.rx_id)
     at = _event_ms(ctx, j, p.dispensed_at)
+    if at < rx["issued"]:
+        raise _refuse(j, "TIME-ORDER", f"dispensed at {p.dispensed_at}, before the prescription was issued")
     j.practitioner = _licence(ctx, ctx.signer.member)[0]
     rules.reviewed(j, p.rx_id, rx)
     rules.dispensable(j, p.rx_id, rx, ctx.signer.org, get(ctx.state, "inst", ctx.signer.org), p.quantity)
@@ -515,6 +522,8 @@ def hand_over(ctx: TxContext, j: Judge) -> None:
     p: m.Handover = ctx.payload
     at = _event_ms(ctx, j, p.at)
     record = get(ctx.state, "dispense", p.dispense_id)
+    if record is not None and at < record["at"]:
+        raise _refuse(j, "TIME-ORDER", f"handed over at {p.at}, before the dispense")
     rx = get(ctx.state, "rx", record["rx"]) if record is not None else None
     rules.handover(j, p.dispense_id, record, rx, p.seq, p.to, p.recipient)
     _late(ctx, j, "a delivery hand-over", at)

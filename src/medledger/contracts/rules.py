@@ -11,6 +11,7 @@ has at least one.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -103,8 +104,10 @@ def experience(j: Judge, licence_no: str, prac: dict[str, Any], at_ms: int, para
     years = params["experience_years"]
     first = prac["first_practice"]
     # calendar years: the anniversary of the first practice date, years later
-    y, rest = int(first[:4]), first[4:]
-    anniversary = f"{y + years:04d}{rest}" if rest != "-02-29" else f"{y + years:04d}-03-01"
+    year = int(first[:4]) + years
+    anniversary = f"{year:04d}{first[4:]}"
+    if first[4:] == "-02-29" and not calendar.isleap(year):
+        anniversary = f"{year:04d}-03-01"  # a leap-day start completes its years on 1 March in common years
     if _day(at_ms) < anniversary:
         j.fail(
             "DOC-EXPERIENCE",
@@ -211,7 +214,8 @@ def guardian(
         )
     elif guardian_rec is None or guardian_id == pseudonym:
         j.fail("CHILD-GUARDIAN", "the guardian's identity was never verified", subject=("patient", pseudonym))
-    elif months_between(guardian_rec["birth_month"], at_ms) < 18 * 12:
+    elif months_between(guardian_rec["birth_month"], at_ms) <= 18 * 12:
+        # the month a guardian turns 18 may still be before the birthday: like the child's age, err to caution
         j.fail("CHILD-GUARDIAN", "the guardian is a minor", subject=("patient", pseudonym))
 
 
