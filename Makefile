@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/medledger demo --data $${DATA:-demo-data} --port $${PORT:-8400}
+	$(BIN)/medledger demo --data $${DATA:-demo-data/run-$$(date +%Y%m%d-%H%M%S)} --port $${PORT:-8400} --duration $${DURATION:-90}
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q
@@ -31,6 +31,7 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/proofs.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -99,13 +100,35 @@ def test_proof_verify_refuses_tampering(saved: dict[str, Path], tmp_path: Path) 
     assert run.returncode == 1 and "not JSON" in run.stderr
 
 
-def test_demo_runs_to_the_end(tmp_path: Path) -> None:
-    run = medledger("demo", "--data", str(tmp_path / "demo"), "--port", str(free_port()), "--count", "400")
-    assert run.returncode == 0, run.stderr
-    assert "acknowledged 400 of 400" in run.stderr
-    assert "ledger intact" in run.stderr
-    lines = (tmp_path / "demo" / "demo-receipts.jsonl").read_text().splitlines()
-    assert len(lines) == 400
+def test_demo_serves_a_supervised_province_then_verifies(tmp_path: Path) -> None:
+    """The demo's API answers while the province streams; at the end verify passes and alerts are summed."""
+    port = free_port()
+    data = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medledger", "demo", "--data", str(data), "--port", str(port), "--duration", "20",
+         "--rate", "300"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    alerts: list[dict[str, object]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not alerts:
+            try:
+                got = httpx.get(f"http://127.0.0.1:{port}/v1/alerts?limit=50", timeout=5)
+                alerts = got.json()["alerts"] if got.status_code == 200 else []
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert alerts, "the API served no alert while the demo ran"
+    assert {"id", "rule", "severity", "why", "block_time"} <= set(alerts[0])
+    assert "alerts raised, by rule" in err + out
+    assert "ledger intact" in err + out
+    again = medledger("demo", "--data", str(data), "--port", str(free_port()), "--duration", "5")
+    assert again.returncode == 1 and "already holds a ledger" in again.stderr
 
 
 def test_bench_ingest_prints_the_ratio_keys() -> None:
@@ -144,3 +167,12 @@ def test_one_writer_per_ledger_and_a_clear_port_conflict(tmp_path: Path) -> None
         assert "cannot listen" in busy.stderr
     finally:
         taken.close()
+
+
+def test_bench_pipeline_commits_clean_chains_with_every_rule_on() -> None:
+    run = medledger("bench", "pipeline", "--json", "--chains", "120", "--seconds", "0.3")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["pipeline"]["count"] == 120 * 11
+    assert result["pipeline"]["ratio"] > 0 and result["raw_verify_per_s"] > 0
+    assert "T/R=" in result["summary"]

@@ -172,6 +172,15 @@ def _prepare_ledger(root: Path) -> tuple[Path, bytes]:
 # -- T: library level -------------------------------------------------------------
 
 
+def run_threads(target: Callable[[], None], count: int) -> None:
+    """Run ``target`` on ``count`` threads and wait for all (callers collect their own errors)."""
+    pool = [threading.Thread(target=target) for _ in range(count)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+
+
 def _drain(
     work: list[Any], threads: int, make_sender: Callable[[], Callable[[Any], list[str]]]
 ) -> tuple[Counter[str], float]:
@@ -198,11 +207,7 @@ def _drain(
                 statuses.update(got)
 
     start = time.perf_counter()
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    run_threads(run, threads)
     if errors:
         raise RuntimeError(f"bench run failed: {errors[0]}") from errors[0]
     return statuses, time.perf_counter() - start

@@ -275,20 +275,108 @@ def bench_proofs(
         print(result["summary"])
 
 
+@bench_app.command("pipeline")
+def bench_pipeline(
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON")] = False,
+    chains: Annotated[int, typer.Option(help="prescription chains (11 envelopes each)")] = 4000,
+    seconds: Annotated[float, typer.Option(help="length of each raw-verify sample")] = 3.0,
+) -> None:
+    """T/R of the full pipeline: prescription chains through every rule, durably committed."""
+    from medledger.bench_pipeline import pipeline
+
+    result = pipeline(chains=chains, log=None if as_json else console.print, seconds=seconds)
+    print(json.dumps(result, indent=None if as_json else 2))
+    if not as_json:
+        print(result["summary"])
+
+
 @app.command()
 def demo(
     data: DataDir = Path("demo-data"),
     port: Annotated[int, typer.Option(help="TCP port")] = 8400,
-    count: Annotated[int, typer.Option(help="transactions the demo submits")] = 3000,
-    keep_serving: Annotated[bool, typer.Option(help="keep the API up after the demo until Ctrl-C")] = False,
+    rate: Annotated[float, typer.Option(help="transactions per second the province sends")] = 300.0,
+    duration: Annotated[
+        float | None, typer.Option(help="stop after this many seconds (default: serve until Ctrl-C)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="the province's seed")] = 7,
 ) -> None:
-    """Set up a ledger, serve it, load it, print the tree head and verify it."""
+    """Serve a simulated province under supervision; at the end, verify and sum the alerts up by rule."""
     from medledger.demo import run_demo
 
+    if rate <= 0:
+        _fail(f"--rate must be more than 0 transactions per second, got {rate:g}")
+    if duration is not None and duration <= 0:
+        _fail(f"--duration must be more than 0 seconds, got {duration:g}")
     try:
-        run_demo(data, port=port, count=count, keep_serving=keep_serving, console=console, progress=_progress)
+        run_demo(data, port=port, rate=rate, duration=duration, seed=seed, console=console)
     except MedledgerError as exc:
         _fail(exc.message)
+
+
+@app.command()
+def simulate(
+    embedded: Annotated[bool, typer.Option("--embedded", help="in-process node on simulated time (default)")] = False,
+    url: Annotated[str | None, typer.Option(help="drive the node serving at this URL instead, in real time")] = None,
+    data: Annotated[
+        Path, typer.Option("--data", help="a new ledger directory (embedded), or the served node's directory (--url)")
+    ] = Path("sim-data"),
+    seed: Annotated[int, typer.Option(help="one seed, one province and one report")] = 7,
+    days: Annotated[float, typer.Option(help="simulated days to run")] = 2.0,
+    violation_rate: Annotated[float, typer.Option(help="fraction of cases carrying one injected violation")] = 0.25,
+    cases_per_day: Annotated[int, typer.Option(help="arrivals per simulated day")] = 1500,
+    report: Annotated[Path | None, typer.Option(help="write the JSON report to this file")] = None,
+    duration: Annotated[float | None, typer.Option(help="with --url: stop after this many seconds")] = None,
+) -> None:
+    """Run the province simulator: day-shaped traffic with injected violations, scored against ground truth."""
+    from dataclasses import replace
+
+    from rich.progress import TimeElapsedColumn
+
+    from medledger.sim import EmbeddedDriver, HttpDriver, SimConfig, run_simulation, write_report
+    from medledger.sim.drivers import Driver
+    from medledger.sim.report import summary_table
+    from medledger.sim.run import SIM_START
+
+    if embedded and url is not None:
+        _fail("choose one of --embedded and --url")
+    if duration is not None and url is None:
+        _fail("--duration bounds a run over --url (real time); an embedded run is bounded by --days")
+    if url is None and data.exists() and any(data.iterdir()):
+        _fail(f"{data} is not empty; the simulator builds a fresh ledger, so give --data a new directory")
+    config = SimConfig(seed, days, violation_rate, cases_per_day, duration_s=duration)
+    try:
+        config.check()
+        driver: Driver = EmbeddedDriver(data, SIM_START) if url is None else HttpDriver(url, data)
+        config = replace(config, truth_dir=data / ("sim" if url is None else f"sim-{driver.tag}"))
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[clock]} simulated, {task.fields[tx]} tx"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        try:
+            with bar:
+                task = bar.add_task(f"simulating seed {seed}", total=None, clock="0h00m", tx=0)
+
+                def tick(done: int, total: int, tx: int) -> None:
+                    clock = f"{done // 3_600_000}h{done // 60_000 % 60:02d}m"
+                    bar.update(task, completed=done, total=total, clock=clock, tx=tx)
+
+                result = run_simulation(driver, config, progress=tick)
+        finally:
+            driver.close()
+    except MedledgerError as exc:
+        _fail(exc.message)
+    if report is not None:
+        write_report(result, report)
+    console.print(summary_table(result))
+    console.print(
+        f"{result.transactions} transactions in {result.blocks} blocks, {result.injected_cases} of {result.cases} "
+        f"cases injected, {result.clean_alerts} alerts on clean cases, {result.elapsed_s:.1f} s; ground truth in "
+        f"{config.truth_dir}" + (f"; report in {report}" if report is not None else "")
+    )
 
 
 def main() -> None:

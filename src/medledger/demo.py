@@ -1,74 +1,113 @@
-"""``medledger demo``: the whole ledger lifecycle in one command.
+"""``medledger demo``: a province under supervision, in one command.
 
-Creates (or reuses) a ledger, serves the API, loads it over real HTTP with the
-same generator integrators would use, prints the signed tree head and verifies
-everything from genesis. Later issues grow this into the supervision demo.
+An embedded node on a fresh ledger serves the HTTP API while the province
+simulator streams day-shaped traffic through it at a steady rate: doctors
+consult and prescribe, pharmacists review and dispense, couriers deliver,
+the insurer claims, the public complains, and a share of every kind of
+violation is injected. The contracts judge each transaction as it commits;
+the API answers queries (alerts, proofs, tree heads) while it runs.
+
+The province runs on simulated time, faster than the wall clock (the node's
+clock is the simulation's, so tree heads carry province time): a day of
+deadlines passes in a minute or two. At the end (after ``duration`` seconds
+or Ctrl-C) the node commits what is queued and stops, ``verify`` re-derives
+every block, outcome and alert from genesis, and the alerts are summed up by
+rule.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable
+import threading
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress
+from rich.table import Table
 
-from medledger.ledger.keys import SigningKey
-from medledger.ledger.sqlite_store import DB_NAME
-from medledger.node.bootstrap import DEMO_ORG, init_ledger
-from medledger.node.node import Node, NodeConfig
+from medledger.errors import MedledgerError
+from medledger.ledger.sqlite_store import DB_NAME, SqliteStore
+from medledger.sim.drivers import EmbeddedDriver
+from medledger.sim.report import summary_table
+from medledger.sim.run import SIM_START, SimConfig, run_simulation
+
+#: simulated days the demo may run through (it stops earlier, at ``duration`` or Ctrl-C)
+DEMO_DAYS = 30
+
+
+def _alert_table(data: Path) -> Table:
+    store = SqliteStore(data, readonly=True)
+    try:
+        counts = store.alert_counts()
+    finally:
+        store.close()
+    table = Table(title="alerts raised, by rule")
+    table.add_column("rule")
+    table.add_column("hard (REJECTED)", justify="right")
+    table.add_column("soft (alert)", justify="right")
+    for rule, by_severity in counts.items():
+        table.add_row(rule, str(by_severity.get("hard", 0)), str(by_severity.get("soft", 0)))
+    return table
 
 
 def run_demo(
-    data: Path, *, port: int, count: int, keep_serving: bool, console: Console, progress: Callable[[], Progress]
+    data: Path,
+    *,
+    port: int,
+    rate: float,
+    duration: float | None,
+    seed: int,
+    console: Console,
+    stop: threading.Event | None = None,
 ) -> None:
+    """Serve a simulated province until ``duration`` seconds pass or Ctrl-C, then verify and summarise."""
     from medledger._serving import BackgroundServer
     from medledger.cli import run_verify
-    from medledger.loadgen import run_load
 
     if (data / DB_NAME).exists():
-        console.print(f"reusing the ledger in {data}")
-    else:
-        init_ledger(data)
-        console.print(f"created a new ledger in {data} (keys in {data / 'keys'})")
-    node = Node(NodeConfig(data))
+        raise MedledgerError(
+            f"{data} already holds a ledger (a previous demo?); the demo builds a fresh province, so pass a new "
+            f"--data directory (the old ledger is kept: `medledger verify --data {data}` still checks it)",
+            code="already-initialised",
+        )
+    stop = stop or threading.Event()
+    driver = EmbeddedDriver(data, SIM_START, workers=None)
+    timer: threading.Timer | None = None
+    report = None
     try:
-        with BackgroundServer(node, port=port) as server:
+        with BackgroundServer(driver.node, port=port) as server:
             console.print(f"API serving at {server.url}  (OpenAPI: {server.url}/docs)")
-            admin = SigningKey.from_file(data / "keys" / "demo-admin.key")
-            with progress() as bar:
-                task = bar.add_task("submitting signed anchor.record transactions", total=count)
-                result = run_load(
-                    server.url,
-                    admin,
-                    org=DEMO_ORG,
-                    count=count,
-                    concurrency=8,
-                    batch=25,
-                    receipts=data / "demo-receipts.jsonl",
-                    progress=lambda n: bar.update(task, advance=n),
-                )
+            console.print(f"  try: curl -s '{server.url}/v1/alerts?limit=5'   curl -s {server.url}/v1/tree-head")
             console.print(
-                f"acknowledged {result.acknowledged} of {result.submitted} "
-                f"({result.acknowledged / max(result.elapsed, 1e-9):,.0f} tx/s over HTTP), "
-                f"receipts in {data / 'demo-receipts.jsonl'}"
+                f"streaming the province at {rate:g} transactions/s "
+                + (f"for {duration:g} s" if duration else "until Ctrl-C")
+                + "; ledger in "
+                + str(data)
             )
-            head = node.store.tree_head()
-            assert head is not None
-            console.print("signed tree head: " + json.dumps(head.to_json()))
-            if keep_serving:
-                console.print("serving until Ctrl-C")
-                try:
-                    while True:
-                        time.sleep(3600)
-                except KeyboardInterrupt:
-                    pass
+            if duration:
+                timer = threading.Timer(duration, stop.set)
+                timer.daemon = True
+                timer.start()
+            config = SimConfig(seed=seed, days=DEMO_DAYS, max_tx_per_s=rate, truth_dir=data / "sim")
+
+            shown = [0]
+
+            def progress(done_ms: int, _span: int, transactions: int) -> None:
+                if transactions // 2000 > shown[0]:
+                    shown[0] = transactions // 2000
+                    console.print(f"  province time +{done_ms / 3_600_000:5.1f} h, {transactions:,} transactions")
+
+            try:
+                report = run_simulation(driver, config, progress=progress, stop=stop)
+            except KeyboardInterrupt:
+                console.print("interrupted: committing what is queued")
     finally:
-        node.close()
-    report = run_verify(data, quiet=False)
+        if timer is not None:
+            timer.cancel()
+        driver.close()
+    if report is not None:
+        console.print(summary_table(report))
+    console.print(_alert_table(data))
+    result = run_verify(data, quiet=False)
     console.print(
-        f"[bold green]verify: ledger intact[/]: {report['blocks']} blocks, {report['transactions']} "
-        f"transactions, tree size {report['tree_size']}, root {report['root_hash']}"
+        f"[bold green]verify: ledger intact[/]: {result['blocks']} blocks, {result['transactions']} "
+        f"transactions, tree size {result['tree_size']}, root {result['root_hash']}"
     )

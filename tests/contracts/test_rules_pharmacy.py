@@ -218,3 +218,22 @@ def test_a_dispense_dated_before_the_prescription_existed(w: World) -> None:
     w.advance(MIN)
     receipt = w.dispense(w.name("d-pre"), rx, 5, at_ms=issued - HOUR)
     assert receipt.status == "REJECTED" and receipt.codes == ("TIME-ORDER",), receipt.codes
+
+
+def test_back_dating_a_dispense_into_its_window_does_not_help(w: World) -> None:
+    """Reported 10 min after the window closed, stating a time 1 h inside it (not late enough for
+    LATE-REPORT): the window is judged at no earlier than block time minus the 5-minute clock skew."""
+    rx = w.issued(w.name("backdate"))
+    issued = w.now
+    w.advance(VALIDITY + 10 * MIN)
+    receipt = w.dispense(w.name("d-backdate"), rx, 5, at_ms=issued + VALIDITY - HOUR)
+    assert outcome(receipt) == hard("RX-EXPIRY"), receipt.reason
+
+
+def test_a_pharmacy_with_a_lapsed_licence_cannot_dispense(w: World) -> None:
+    if "pharm-old/gw" not in w.keys:
+        w.institution("pharm-old", "pharmacy", internet=False, valid_until="2026-01-31")
+        w.register("pharm-old/admin", "pharm-old/gw", "pharm-old", "gateway")
+    rx = w.issued(w.name("lapsed"))
+    receipt = w.dispense(w.name("d-lapsed"), rx, 5, by="pharm-old/gw")
+    assert outcome(receipt) == hard("PH-DISPENSE"), receipt.reason

@@ -98,13 +98,18 @@ def test_adverse_event_reported_late(w: World, late_by: int, expected: Expect) -
     ("by", "anonymous"),
     [
         pytest.param("hosp/dr-li", True, id="anonymous"),
-        pytest.param("hosp/gw", False, id="through-the-public-desk"),
         pytest.param("regulator", False, id="by-the-regulator"),
     ],
 )
 def test_public_reports_have_no_deadline(w: World, by: str, anonymous: bool) -> None:
     receipt = _adverse(w, by, 90 * DAY, anonymous=anonymous)
     assert outcome(receipt) == OK, receipt.reason
+
+
+def test_a_hospital_gateway_owes_the_deadline_for_a_named_report(w: World) -> None:
+    """Only the regulator's desk relays the public; a hospital's own system reporting under its name is late."""
+    receipt = _adverse(w, "hosp/gw", 15 * DAY + 1, anonymous=False)
+    assert outcome(receipt) == soft("LATE-REPORT"), receipt.reason
 
 
 # --- COMPLAINT-SLA ----------------------------------------------------------------

@@ -460,7 +460,9 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
 
     @app.get("/v1/alerts", response_model=AlertList, summary="Rule violations, newest first, filtered")
     def get_alerts(
-        rule: Annotated[str | None, Query(pattern=r"^[A-Z][A-Z-]{1,39}$", description="rule id, e.g. RX-LIMITS")] = None,
+        rule: Annotated[
+            str | None, Query(pattern=r"^[A-Z][A-Z-]{1,39}$", description="rule id, e.g. RX-LIMITS")
+        ] = None,
         institution: Annotated[str | None, Query(max_length=63)] = None,
         practitioner: Annotated[str | None, Query(max_length=40, description="licence number")] = None,
         since: Annotated[str | None, Query(description="block time at or after, 2026-11-24T00:00:00.000Z")] = None,

@@ -62,6 +62,13 @@ def _event_ms(ctx: TxContext, j: Judge, text: str) -> int:
     return ms
 
 
+def _window_ms(ctx: TxContext, stated_ms: int) -> int:
+    """The time a hard window judges: the stated event time, but never earlier than the block time
+    minus the clock skew. A late report is allowed (and alerted) for the record, but back-dating a
+    dispense or a prescription into its window must not turn a breach into compliance."""
+    return max(stated_ms, ctx.block_ms - max_skew_ms(ctx.state.get))
+
+
 def _new(ctx: TxContext, j: Judge, kind: str, key: str) -> None:
     if get(ctx.state, kind, key) is not None:
         raise _refuse(j, "DUPLICATE-ID", f"{kind} {key!r} already exists on the ledger")
@@ -423,7 +430,7 @@ def issue_prescription(ctx: TxContext, j: Judge) -> None:
         licence_no, prac = _licence(ctx, member)
         j.practitioner = licence_no
         rules.practitioner_licensed(j, member, licence_no, prac)
-        rules.prescriber(j, p.rx_id, member, consult, p.consultation_id, issued, j.params)
+        rules.prescriber(j, p.rx_id, member, consult, p.consultation_id, _window_ms(ctx, issued), j.params)
     elif consult is None:
         raise _refuse(j, "UNKNOWN-REFERENCE", f"no consultation {p.consultation_id!r} on the ledger")
     rules.institution_licensed(j, org, get(state, "inst", org), issued, online=True)
@@ -494,8 +501,8 @@ def dispense(ctx: TxContext, j: Judge) -> None:
         raise _refuse(j, "TIME-ORDER", f"dispensed at {p.dispensed_at}, before the prescription was issued")
     j.practitioner = _licence(ctx, ctx.signer.member)[0]
     rules.reviewed(j, p.rx_id, rx)
-    rules.dispensable(j, p.rx_id, rx, ctx.signer.org, get(ctx.state, "inst", ctx.signer.org), p.quantity)
-    rules.expiry(j, p.rx_id, rx, at, j.params)
+    rules.dispensable(j, p.rx_id, rx, ctx.signer.org, get(ctx.state, "inst", ctx.signer.org), p.quantity, at)
+    rules.expiry(j, p.rx_id, rx, _window_ms(ctx, at), j.params)
     _late(ctx, j, "a dispense", at)
     if j.hard:
         return
@@ -593,7 +600,8 @@ def report_adverse_event(ctx: TxContext, j: Judge) -> None:
     if p.org is not None:
         _need(ctx, j, "inst", p.org)
         j.institution = p.org
-    if not p.anonymous and ctx.signer.role not in ("gateway", "node", REGULATOR):
+    if not p.anonymous and ctx.signer.org != REGULATOR:
+        # institutions owe the deadline; the regulator's public desk relays the public, who do not
         _late(ctx, j, "an adverse event", occurred, "adverse_deadline_d")
     put(
         ctx.state,

@@ -18,7 +18,17 @@ from pydantic import AfterValidator, Field, StringConstraints, model_validator
 from medledger.ledger.identity import Label, MemberId, Sha256Hex, Slug, _Payload
 from medledger.ledger.timefmt import parse_ms
 
-Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")]
+_DIGIT_RUN = re.compile(r"[0-9]{11}")
+
+
+def _no_identifier(text: str) -> str:
+    # a resident ID (15/18 digits) or a mobile number (11) has no business in a record id
+    if _DIGIT_RUN.search(text):
+        raise ValueError("record ids may not contain 11 or more digits in a row (an ID or phone number)")
+    return text
+
+
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$"), AfterValidator(_no_identifier)]
 Pseudonym = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Icd10 = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$")]
 RxNorm = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]

@@ -427,11 +427,20 @@ def reviewed(j: Judge, rx_id: str, rx: dict[str, Any]) -> None:
 
 
 @enforces("PH-DISPENSE")
-def dispensable(j: Judge, rx_id: str, rx: dict[str, Any], org: str, inst: dict[str, Any] | None, quantity: int) -> None:
+def dispensable(
+    j: Judge, rx_id: str, rx: dict[str, Any], org: str, inst: dict[str, Any] | None, quantity: int, at_ms: int
+) -> None:
     if inst is None or inst["kind"] != "pharmacy" or inst["status"] != "active":
         j.fail(
             "PH-DISPENSE",
             f"{org!r} is not an active registered pharmacy",
+            subject=("prescription", rx_id),
+            institution=org,
+        )
+    elif not inst["licence"]["from"] <= at_ms < inst["licence"]["until"] + DAY_MS:
+        j.fail(
+            "PH-DISPENSE",
+            f"the licence {inst['licence']['number']} of pharmacy {org!r} is not valid on {_day(at_ms)}",
             subject=("prescription", rx_id),
             institution=org,
         )

@@ -10,9 +10,10 @@ prescription is committed as REJECTED under PH-REVIEW.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from medledger.contracts import formulary
 from medledger.contracts import handlers as h
 from medledger.contracts import models as m
 from medledger.contracts.world import OPEN_COMPLAINTS, RULEBOOK
@@ -44,8 +45,28 @@ def _reads(*fields: tuple[str, str]) -> Any:
     return keys
 
 
-def _t(name: str, roles: frozenset[str], model: type[Any], handler: Any, summary: str, reads: Any = None) -> TxType:
-    return TxType(name, roles, validator(model), handler, summary, reads or _reads())
+def _prescription_reads(payload: dict[str, Any], get: Callable[[str], Any]) -> Iterable[str]:
+    """What a prescription reads through its consultation: the patient's supply of that drug's group."""
+    try:
+        consult = get("consult/" + payload["consultation_id"])
+        drug = formulary.default().by_rxnorm(payload["rxnorm"])
+    except (KeyError, TypeError):
+        return ()
+    if not isinstance(consult, dict) or drug is None:
+        return ()
+    return (f"supply/{consult['patient']}/{drug.group}", f"inst/{consult['org']}", f"staff/{consult['member']}")
+
+
+def _t(
+    name: str,
+    roles: frozenset[str],
+    model: type[Any],
+    handler: Any,
+    summary: str,
+    reads: Any = None,
+    derived: Any = None,
+) -> TxType:
+    return TxType(name, roles, validator(model), handler, summary, reads or _reads(), derived)
 
 
 MEDICAL_TYPES = (

@@ -143,11 +143,21 @@ def _prefetch(registry: Registry, state: BlockState, envelopes: Sequence[SignedE
     state.prefetch(["params", *signers])
     members = {"member/" + rec["member"] for k in signers if (rec := state.get(k)) is not None}
     wanted: list[str] = list(members)
+    derived: list[SignedEnvelope] = []
     for env in envelopes:
         tx_type = registry.types.get(env.type)
         if tx_type is not None and tx_type.reads is not None:
             wanted.extend(tx_type.reads(env.payload))
+        if tx_type is not None and tx_type.derived_reads is not None:
+            derived.append(env)
     state.prefetch(wanted)
+    if derived:
+        more: list[str] = []
+        for env in derived:
+            hint = registry.types[env.type].derived_reads
+            assert hint is not None
+            more.extend(hint(env.payload, state.get))
+        state.prefetch(more)
 
 
 def build_block(

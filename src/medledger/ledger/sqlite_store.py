@@ -405,6 +405,15 @@ class SqliteStore:
         args.append(max(0, query.limit))
         return [_alert(row) for row in self._reader.execute(sql, args)]
 
+    def alert_counts(self) -> dict[str, dict[str, int]]:
+        """Alerts per rule and severity (the supervision summary), one grouped scan."""
+        counts: dict[str, dict[str, int]] = {}
+        for rule, severity, n in self._reader.execute(
+            "SELECT rule, severity, COUNT(*) FROM alerts GROUP BY rule, severity ORDER BY rule"
+        ):
+            counts.setdefault(rule, {})[severity] = n
+        return counts
+
     def block_alerts(self, height: int) -> list[AlertRecord]:
         rows = self._reader.execute(
             f"SELECT {self._ALERT_COLS} FROM alerts WHERE height=? ORDER BY seq", (height,)

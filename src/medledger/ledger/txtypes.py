@@ -119,6 +119,9 @@ class TxType:
     #: state keys the handler will read, from the raw payload, so a block can
     #: fetch them all in one batch before executing (optional; a speed hint only)
     reads: Callable[[dict[str, Any]], Iterable[str]] | None = None
+    #: further keys that depend on values ``reads`` fetched (the patient a cited consultation names...),
+    #: given the raw payload and a state getter; a second batched round, also only a speed hint
+    derived_reads: Callable[[dict[str, Any], Callable[[str], Any]], Iterable[str]] | None = None
 
 
 @dataclass
