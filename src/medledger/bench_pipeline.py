@@ -270,6 +270,25 @@ def _workload(cast: _Cast, chains: int) -> list[tuple[int, dict[str, str]]]:
     return [(at, cast.wire(signer, type_, payload, at)) for at, _, _, (_, signer, type_, payload) in events]
 
 
+def _batches(work: list[tuple[int, dict[str, str]]], size: int) -> list[tuple[int, int, list[dict[str, str]]]]:
+    """(last event time, first event time, wire items): at most ``size`` items and one minute of events,
+    so a batch admitted at its last event's time keeps its first within the clock skew."""
+    out: list[tuple[int, int, list[dict[str, str]]]] = []
+    items: list[dict[str, str]] = []
+    first = last = 0
+    for at, wire in work:
+        if items and (len(items) == size or at - first > MIN):
+            out.append((last, first, items))
+            items = []
+        if not items:
+            first = at
+        items.append(wire)
+        last = at
+    if items:
+        out.append((last, first, items))
+    return out
+
+
 class _Clock:
     def __init__(self, ms: int) -> None:
         self.ms = ms
@@ -344,10 +363,7 @@ def pipeline_ingest(chains: int, *, batch: int = 500, checkers: int = 3, log: Lo
                 for start in range(0, len(stage), 500):
                     node.submit_sync(stage[start : start + 500])
             work = _workload(cast, chains)
-            batches = [  # (last event time, first event time, wire items)
-                (work[min(s + batch, len(work)) - 1][0], work[s][0], [w for _, w in work[s : s + batch]])
-                for s in range(0, len(work), batch)
-            ]
+            batches = _batches(work, batch)
             first_height = node.tip.height
             began = time.perf_counter()
             statuses = _feed(node, clock, batches, checkers)
