@@ -31,6 +31,9 @@ from contracts_world import (
 
 from medledger.ledger.timefmt import parse_ms
 
+#: the province's UTC offset (rulebook parameter local_offset_min = 480)
+LOCAL = 8 * HOUR
+
 
 @pytest.fixture(scope="module")
 def province(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -54,8 +57,8 @@ def w(province: World) -> World:
 @pytest.mark.parametrize(
     ("which", "offset", "expected"),
     [
-        pytest.param("licence", -1, OK, id="licence-valid_until-23h59m59.999s-inside"),
-        pytest.param("licence", 0, hard("INST-LICENCE"), id="licence-next-day-00h00-outside-by-1ms"),
+        pytest.param("licence", -1, OK, id="licence-valid_until-23h59m59.999s-local-inside"),
+        pytest.param("licence", 0, hard("INST-LICENCE"), id="licence-next-day-00h00-local-outside-by-1ms"),
         pytest.param("approval", -1, OK, id="internet-approval-last-ms-inside"),
         pytest.param("approval", 0, hard("INST-LICENCE"), id="internet-approval-next-day-outside-by-1ms"),
         pytest.param("site", -1, OK, id="practice-site-last-ms-inside"),
@@ -63,8 +66,9 @@ def w(province: World) -> World:
     ],
 )
 def test_validity_runs_to_the_end_of_its_last_day(w: World, which: str, offset: int, expected: Expect) -> None:
-    edge = midnight(w.now, 2)  # 00:00 UTC after the last valid day
-    last_day = day_of(edge - DAY)
+    # dates are the province's calendar (UTC+8): validity ends at local midnight, 16:00 UTC
+    edge = midnight(w.now + LOCAL, 2) - LOCAL  # 00:00 local after the last valid day
+    last_day = day_of(edge + LOCAL - DAY)
     org = w.name("edge")
     w.institution(
         org,
@@ -189,7 +193,7 @@ def test_practice_site_at_this_institution(w: World, filing: str | None, expecte
     ],
 )
 def test_experience(w: World, shift_days: int, expected: Expect) -> None:
-    today = day_of(w.now)
+    today = day_of(w.now + LOCAL)  # the province's date
     first = shift_day(f"{int(today[:4]) - 3:04d}{today[4:]}", shift_days)
     doctor = w.doctor(first_practice=first)
     visit = w.follow_up(w.name("exp"), doctor, check=False)
@@ -301,10 +305,10 @@ def test_prior_offline_diagnosis(w: World, case: str, expected: Expect) -> None:
     ],
 )
 def test_prior_diagnosis_dated_after_the_consultation(w: World, offset: int, expected: Expect) -> None:
-    today = midnight(w.now, 0)
+    today = midnight(w.now + LOCAL, 0) - LOCAL  # local midnight starting today's province date
     name = w.name("fvd")
     patient = w.patient(name)
-    prior = w.encounter(patient, name, "I10", date=day_of(today))
+    prior = w.encounter(patient, name, "I10", date=day_of(today + LOCAL))
     started = today + offset
     w.authenticate("hosp/dr-li", started - 5 * MIN - w.now)
     receipt = w.consult("hosp/dr-li", w.name("c-fvd"), patient, prior, started_ms=started)
@@ -391,7 +395,7 @@ def test_daily_volume_counts_per_local_day(tmp_path_factory: pytest.TempPathFact
     w = standard(tmp_path_factory.mktemp("volume"))
     try:
         assert outcome(w.publish(1, {"max_consults_per_day": 2})) == OK
-        local_midnight = midnight(w.now + 8 * HOUR) - 8 * HOUR  # 16:00 UTC
+        local_midnight = midnight(w.now + LOCAL) - LOCAL  # 16:00 UTC
         w.advance_to(local_midnight - 20 * MIN)
         w.authenticate("hosp/dr-li", 0)
         w.advance_to(local_midnight)

@@ -109,7 +109,9 @@ RULES = (
         ("NHC-2018-ID", "NHC-2018-IH"),
         (*_CONSULT, *_RX),
         ("inst/<org>",),
-        detail="Suspended or revoked institutions, lapsed licences and missing approvals all fail.",
+        detail="Suspended or revoked institutions, lapsed licences and missing approvals all fail. Validity dates "
+        "are the province's calendar dates (`local_offset_min`): a licence valid until a date runs to 23:59:59.999 "
+        "local time that day.",
     ),
     Rule(
         "DOC-LICENCE",

@@ -18,7 +18,17 @@ from medledger.contracts import formulary, rules
 from medledger.contracts import models as m
 from medledger.contracts.catalogue import PARAMS_BY_NAME
 from medledger.contracts.judge import Judge, refused
-from medledger.contracts.world import DAY_MS, HOUR_MS, OPEN_COMPLAINTS, RULEBOOK, get, local_day, put, rulebook
+from medledger.contracts.world import (
+    DAY_MS,
+    HOUR_MS,
+    OPEN_COMPLAINTS,
+    RULEBOOK,
+    get,
+    local_day,
+    local_ms,
+    put,
+    rulebook,
+)
 from medledger.ledger.chain import max_skew_ms
 from medledger.ledger.identity import REGULATOR
 from medledger.ledger.state import BlockState
@@ -330,7 +340,7 @@ def record_encounter(ctx: TxContext, j: Judge) -> None:
         )
     _new(ctx, j, "dx", p.document)
     day = m.day_ms(p.date)
-    if day > ctx.block_ms:
+    if day > local_ms(ctx.block_ms, j.params):
         raise _refuse(j, "FUTURE-EVENT", f"encounter date {p.date} is after the block date")
     put(
         ctx.state,

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from medledger.contracts.formulary import Drug
 from medledger.contracts.judge import Judge
-from medledger.contracts.world import DAY_MS, HOUR_MS, months_between
+from medledger.contracts.world import DAY_MS, HOUR_MS, local_ms, months_between
 from medledger.ledger.timefmt import format_ms
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,6 +33,7 @@ def enforces(rule: str) -> Callable[[F], F]:
 
 
 def _day(ms: int) -> str:
+    """The calendar date of an instant already shifted to province time (see ``world.local_ms``)."""
     return format_ms(ms)[:10]
 
 
@@ -49,21 +50,22 @@ def institution_licensed(j: Judge, org: str, inst: dict[str, Any] | None, at_ms:
             evidence=[inst.get("status_tx")],
         )
         return
+    local = local_ms(at_ms, j.params)
     lic = inst["licence"]
-    if not lic["from"] <= at_ms < lic["until"] + DAY_MS:
+    if not lic["from"] <= local < lic["until"] + DAY_MS:
         j.fail(
             "INST-LICENCE",
-            f"licence {lic['number']} of {org!r} is not valid on {_day(at_ms)}",
+            f"licence {lic['number']} of {org!r} is not valid on {_day(local)}",
             subject=("institution", org),
         )
     if online:
         approval = inst.get("internet")
         if approval is None:
             j.fail("INST-LICENCE", f"{org!r} has no Internet-diagnosis approval", subject=("institution", org))
-        elif not approval["from"] <= at_ms < approval["until"] + DAY_MS:
+        elif not approval["from"] <= local < approval["until"] + DAY_MS:
             j.fail(
                 "INST-LICENCE",
-                f"the Internet-diagnosis approval of {org!r} is not in force on {_day(at_ms)}",
+                f"the Internet-diagnosis approval of {org!r} is not in force on {_day(local)}",
                 subject=("institution", org),
             )
 
@@ -90,10 +92,11 @@ def practice_site(j: Judge, licence_no: str, org: str, site: dict[str, Any] | No
             f"licence {licence_no} has no practice registration at {org!r}",
             subject=("practitioner", licence_no),
         )
-    elif not site["from"] <= at_ms < site["until"] + DAY_MS:
+    elif not site["from"] <= local_ms(at_ms, j.params) < site["until"] + DAY_MS:
         j.fail(
             "DOC-SITE",
-            f"the {site['filing']} registration of {licence_no} at {org!r} is not valid on {_day(at_ms)}",
+            f"the {site['filing']} registration of {licence_no} at {org!r} is not valid on "
+            f"{_day(local_ms(at_ms, j.params))}",
             subject=("practitioner", licence_no),
             evidence=[site["tx"]],
         )
@@ -108,7 +111,7 @@ def experience(j: Judge, licence_no: str, prac: dict[str, Any], at_ms: int, para
     anniversary = f"{year:04d}{first[4:]}"
     if first[4:] == "-02-29" and not calendar.isleap(year):
         anniversary = f"{year:04d}-03-01"  # a leap-day start completes its years on 1 March in common years
-    if _day(at_ms) < anniversary:
+    if _day(local_ms(at_ms, params)) < anniversary:
         j.fail(
             "DOC-EXPERIENCE",
             f"licence {licence_no} has practised since {first}, less than {years} years",
@@ -182,7 +185,7 @@ def prior_diagnosis(
         problems.append(f"{record['org']!r} is not a physical institution")
     if record["diagnosis"][:3] != diagnosis[:3]:
         problems.append(f"it diagnosed {record['diagnosis']}, not the condition {diagnosis} treated now")
-    if record["date_ms"] > at_ms:
+    if record["date_ms"] > local_ms(at_ms, j.params):
         problems.append("it is dated after the consultation")
     if problems:
         j.fail(
@@ -204,7 +207,7 @@ def guardian(
     params: dict[str, int],
 ) -> None:
     years = params["guardian_age_years"]
-    if months_between(patient["birth_month"], at_ms) > years * 12:
+    if months_between(patient["birth_month"], local_ms(at_ms, params)) > years * 12:
         return
     if guardian_id is None:
         j.fail(
@@ -214,7 +217,7 @@ def guardian(
         )
     elif guardian_rec is None or guardian_id == pseudonym:
         j.fail("CHILD-GUARDIAN", "the guardian's identity was never verified", subject=("patient", pseudonym))
-    elif months_between(guardian_rec["birth_month"], at_ms) <= 18 * 12:
+    elif months_between(guardian_rec["birth_month"], local_ms(at_ms, params)) <= 18 * 12:
         # the month a guardian turns 18 may still be before the birthday: like the child's age, err to caution
         j.fail("CHILD-GUARDIAN", "the guardian is a minor", subject=("patient", pseudonym))
 
@@ -437,10 +440,11 @@ def dispensable(
             subject=("prescription", rx_id),
             institution=org,
         )
-    elif not inst["licence"]["from"] <= at_ms < inst["licence"]["until"] + DAY_MS:
+    elif not inst["licence"]["from"] <= local_ms(at_ms, j.params) < inst["licence"]["until"] + DAY_MS:
         j.fail(
             "PH-DISPENSE",
-            f"the licence {inst['licence']['number']} of pharmacy {org!r} is not valid on {_day(at_ms)}",
+            f"the licence {inst['licence']['number']} of pharmacy {org!r} is not valid on "
+            f"{_day(local_ms(at_ms, j.params))}",
             subject=("prescription", rx_id),
             institution=org,
         )

@@ -42,13 +42,25 @@ def rulebook(state: BlockState) -> tuple[int, dict[str, int], str]:
     return int(record["version"]), record["params"], record["formulary"]
 
 
+def local_ms(ms: int, params: dict[str, int]) -> int:
+    """An instant shifted to the province's clock, for comparing with calendar dates.
+
+    Dates on the ledger (licence validity, first practice, encounter dates,
+    birth months) are the province's calendar dates, stored as midnight UTC of
+    that date; an instant shifted by the published UTC offset compares with
+    them directly, so a licence valid until 2026-03-31 runs to 23:59:59.999
+    local time, not to 08:00 the next morning.
+    """
+    return ms + params["local_offset_min"] * 60_000
+
+
 def local_day(ms: int, params: dict[str, int]) -> int:
     """The province's calendar day number of an instant (for per-day counts)."""
-    return (ms + params["local_offset_min"] * 60_000) // DAY_MS
+    return local_ms(ms, params) // DAY_MS
 
 
 def months_between(birth_month: str, at_ms: int) -> int:
-    """Whole calendar months from a birth month to the month of ``at_ms`` (UTC).
+    """Whole calendar months from a birth month to the month of ``at_ms`` (an instant in province time).
 
     The ledger holds birth months, not dates, so the month a child turns N is
     still counted as under N: the rule errs toward asking for a guardian.
