@@ -316,7 +316,13 @@ def demo(
 @app.command()
 def simulate(
     embedded: Annotated[bool, typer.Option("--embedded", help="in-process node on simulated time (default)")] = False,
-    url: Annotated[str | None, typer.Option(help="drive the node serving at this URL instead, in real time")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="drive the node serving at this URL instead, in real time; only for a test or demo ledger: the "
+            "simulator admits its province there and publishes its rulebook with the regulator key from --data"
+        ),
+    ] = None,
     data: Annotated[
         Path, typer.Option("--data", help="a new ledger directory (embedded), or the served node's directory (--url)")
     ] = Path("sim-data"),
