@@ -34,6 +34,7 @@ from starlette.responses import Response
 from medledger.api import problems
 from medledger.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from medledger.api.metrics import Metrics
+from medledger.contracts import queries
 from medledger.errors import EncodingError, MedledgerError, NotFoundError, StoreError, VerificationError
 from medledger.ledger import envelope, proofs
 from medledger.ledger.block import BlockHeader, TreeHead
@@ -49,6 +50,10 @@ TX_ID_PATTERN = r"^[0-9a-f]{64}$"
 #: SQLite integers are signed 64-bit; larger path/query values are refused as parameters, not crashes.
 MAX_INT = 2**63 - 1
 JSON_MEDIA_TYPE = "application/json"
+#: a listing's page cursor: the `next` of the previous page (a state key suffix)
+Cursor = Annotated[
+    str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,160}$", description="`next` of the previous page")
+]
 
 
 # -- documentation models (responses are built as dicts; these describe them) ------------------------------
@@ -188,6 +193,76 @@ class AlertModel(_Doc):
 class AlertList(_Doc):
     alerts: list[AlertModel]
     next: str | None = Field(description="pass as `before` for the next (older) page; null at the end")
+
+
+class ValidityModel(_Doc):
+    valid_from: str
+    valid_until: str = Field(description="last valid day, inclusive, in the province's calendar")
+
+
+class LicenceModel(ValidityModel):
+    number: str
+
+
+class InstitutionModel(_Doc):
+    org: str
+    name: str
+    kind: str
+    status: str = Field(description="active, suspended or revoked")
+    licence: LicenceModel
+    internet_approval: ValidityModel | None
+    physical: bool | None = Field(None, description="not in the public listing")
+    admitted_tx: str | None = Field(None, description="not in the public listing")
+    status_tx: str | None = Field(None, description="the regulator's last status decision; not public")
+
+
+class InstitutionList(_Doc):
+    institutions: list[InstitutionModel]
+    next: str | None = Field(description="pass as `after` for the next page; null at the end")
+
+
+class SiteModel(ValidityModel):
+    org: str
+    filing: str = Field(description="primary or multi-site")
+
+
+class PractitionerModel(_Doc):
+    licence_no: str
+    profession: str
+    qualification: str
+    first_practice: str
+    specialties: list[str]
+    status: str = Field(description="active, suspended or revoked: a licence action follows the person")
+    members: list[str] = Field(description="the member keys (org/name) this licence practises under")
+    sites: list[SiteModel]
+    registered_tx: str
+    status_tx: str | None
+
+
+class PractitionerList(_Doc):
+    practitioners: list[PractitionerModel]
+    next: str | None
+
+
+class TraceStepModel(_Doc):
+    step: str = Field(description="offline-diagnosis, doctor-real-name, consultation, prescription, review, "
+                      "dispense, handover or claim")
+    tx_id: str
+    type: str
+    status: str
+    codes: list[str] | None = None
+    height: int
+    leaf_index: int
+    leaf_hash: str
+    proof: list[str] = Field(description="RFC 9162 audit path to the trace's tree head")
+
+
+class TraceModel(_Doc):
+    """One prescription's chain, each step provable against one signed tree head."""
+
+    rx_id: str
+    tree_head: TreeHeadModel
+    steps: list[TraceStepModel]
 
 
 class HealthModel(_Doc):
@@ -485,6 +560,71 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
             for r in records
         ]
         return _json({"alerts": alerts, "next": records[-1].alert_id if len(records) == limit else None})
+
+    @app.get("/v1/institutions", response_model=InstitutionList, summary="Institutions and their licences")
+    def get_institutions(
+        kind: Annotated[str | None, Query(pattern=r"^[a-z-]{1,40}$")] = None,
+        status: Annotated[str | None, Query(pattern=r"^(active|suspended|revoked)$")] = None,
+        after: Cursor = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        found, nxt = queries.institutions(store, kind=kind, status=status, after=after, limit=limit)
+        return _json({"institutions": found, "next": nxt})
+
+    @app.get(
+        "/v1/public/institutions", response_model=InstitutionList,
+        summary="Check an institution's licence and Internet-diagnosis approval (public)",
+    )
+    def get_public_institutions(
+        kind: Annotated[str | None, Query(pattern=r"^[a-z-]{1,40}$")] = None,
+        after: Cursor = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        found, nxt = queries.institutions(store, kind=kind, after=after, limit=limit, public=True)
+        return _json({"institutions": found, "next": nxt})
+
+    @app.get("/v1/practitioners", response_model=PractitionerList, summary="Practitioners, by licence number")
+    def get_practitioners(
+        profession: Annotated[str | None, Query(pattern=r"^(doctor|pharmacist)$")] = None,
+        status: Annotated[str | None, Query(pattern=r"^(active|suspended|revoked)$")] = None,
+        org: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")] = None,
+        after: Cursor = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        found, nxt = queries.practitioners(
+            store, profession=profession, status=status, org=org, after=after, limit=limit
+        )
+        return _json({"practitioners": found, "next": nxt})
+
+    @app.get(
+        "/v1/prescriptions/{rx_id}/trace", response_model=TraceModel,
+        summary="A prescription's whole chain with inclusion proofs",
+    )
+    def get_trace(rx_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")]) -> Response:
+        chain = queries.prescription_chain(store, rx_id)
+        if chain is None:
+            raise NotFoundError(
+                f"no accepted prescription {rx_id!r}; a REJECTED one changes no state, find it in /v1/alerts"
+            )
+        head = latest_head()
+        steps = []
+        for step, tx_id in chain:
+            record = store.tx(tx_id)
+            if record is None:
+                raise VerificationError(
+                    f"state cites transaction {tx_id} that the store lacks; run `medledger verify`", tx_id=tx_id
+                )
+            stored = _stored_envelope(record)
+            outcome = _outcome(record.outcome)
+            path = proofs.inclusion_proof(store, record.leaf_index, head.tree_size, head.tree_size)
+            steps.append({
+                "step": step, "tx_id": tx_id, "type": stored.type, "status": outcome["status"],
+                **({"codes": outcome["codes"]} if outcome.get("codes") else {}),
+                "height": record.height, "leaf_index": record.leaf_index,
+                "leaf_hash": hashlib.sha256(b"\x00" + stored.leaf_data()).hexdigest(),
+                "proof": [p.hex() for p in path],
+            })
+        return _json({"rx_id": rx_id, "tree_head": head.to_json(), "steps": steps})
 
     def latest_head() -> TreeHead:
         head = store.tree_head()

@@ -403,6 +403,9 @@ def open_consultation(ctx: TxContext, j: Judge) -> None:
             "started": started,
             "ended": None,
             "app": p.app,
+            # what the consultation relied on, so a prescription's trace can show it
+            "prior_tx": record["tx"] if record is not None else None,
+            "auth_tx": (get(state, "auth", member) or {}).get("tx"),
             "tx": ctx.envelope.tx_id,
         },
         "consult",
@@ -472,6 +475,7 @@ def issue_prescription(ctx: TxContext, j: Judge) -> None:
             "remaining": p.quantity,
             "issued": issued,
             "review": None,
+            "dispenses": [],
             "tx": ctx.envelope.tx_id,
         },
         "rx",
@@ -516,7 +520,8 @@ def dispense(ctx: TxContext, j: Judge) -> None:
     _late(ctx, j, "a dispense", at)
     if j.hard:
         return
-    put(ctx.state, {**rx, "remaining": rx["remaining"] - p.quantity}, "rx", p.rx_id)
+    dispenses = [*rx["dispenses"], p.dispense_id]
+    put(ctx.state, {**rx, "remaining": rx["remaining"] - p.quantity, "dispenses": dispenses}, "rx", p.rx_id)
     put(
         ctx.state,
         {
@@ -526,6 +531,7 @@ def dispense(ctx: TxContext, j: Judge) -> None:
             "at": at,
             "handovers": 0,
             "delivered": False,
+            "handover_txs": [],
             "claim": None,
             "tx": ctx.envelope.tx_id,
         },
@@ -547,7 +553,13 @@ def hand_over(ctx: TxContext, j: Judge) -> None:
     if record is not None:
         handovers = max(record["handovers"], p.seq)
         delivered = record["delivered"] or p.to == "patient"
-        put(ctx.state, {**record, "handovers": handovers, "delivered": delivered}, "dispense", p.dispense_id)
+        trail = [*record["handover_txs"], ctx.envelope.tx_id]
+        put(
+            ctx.state,
+            {**record, "handovers": handovers, "delivered": delivered, "handover_txs": trail},
+            "dispense",
+            p.dispense_id,
+        )
 
 
 @handler

@@ -264,6 +264,20 @@ class SqliteStore:
         row = self._reader.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
 
+    def state_range(self, prefix: str, *, after: str | None = None, limit: int = 100) -> list[tuple[str, Any]]:
+        """State entries whose key starts with ``prefix``, in key order, after ``after`` (a cursor).
+
+        One range scan of the primary key: listings of institutions or
+        practitioners never read the rest of the state.
+        """
+        low = prefix if after is None or after < prefix else after
+        op = ">" if after is not None and after >= prefix else ">="
+        rows = self._reader.execute(
+            f"SELECT key, value FROM state WHERE key {op} ? AND key < ? ORDER BY key LIMIT ?",
+            (low, prefix + "\U0010ffff", max(0, limit)),
+        )
+        return [(key, orjson.loads(value)) for key, value in rows]
+
     def get_states(self, keys: Iterable[str]) -> dict[str, Any]:
         wanted = list(keys)
         out: dict[str, Any] = {}
