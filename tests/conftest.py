@@ -1,4 +1,5 @@
 import shutil
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,17 @@ def populated_template(tmp_path_factory: pytest.TempPathFactory) -> Populated:
 def populated(populated_template: Populated, tmp_path: Path) -> Populated:
     """A private copy of a small, fully populated ledger."""
     data = tmp_path / "ledger"
-    shutil.copytree(populated_template.data, data)
+    # Copy the database through SQLite's backup API, not file by file: a reader connection of the
+    # template's node (a thread-local one, closed whenever it is garbage-collected) may close during
+    # the copy and delete the -wal/-shm files under copytree's feet. The backup is a consistent snapshot.
+    shutil.copytree(populated_template.data, data, ignore=shutil.ignore_patterns("ledger.sqlite*", "ledger.lock"))
+    source = sqlite3.connect(populated_template.data / "ledger.sqlite")
+    target = sqlite3.connect(data / "ledger.sqlite")
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
     p = populated_template
     return Populated(data, p.keys, p.alice, p.bob, p.bob_new, p.receipts)
 

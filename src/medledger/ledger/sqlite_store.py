@@ -152,6 +152,10 @@ class SqliteStore:
                 f"no ledger at {self.path}; run `medledger init --data {data_dir}` first", code="no-ledger"
             )
         self._local = threading.local()
+        #: every thread's reader, so close() releases them all (not only the calling thread's): a reader
+        #: left to the garbage collector closes at a random later moment, and the last close deletes -wal
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
         self._lock_file: int | None = None
@@ -191,6 +195,8 @@ class SqliteStore:
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
         return conn
 
     # -- writes -----------------------------------------------------------------
@@ -461,10 +467,11 @@ class SqliteStore:
         return self._reader
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
