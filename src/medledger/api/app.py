@@ -35,6 +35,7 @@ from medledger.api import problems
 from medledger.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from medledger.api.metrics import Metrics
 from medledger.api.public import install_public_desk
+from medledger.api.stream import install_stream
 from medledger.contracts import queries
 from medledger.errors import EncodingError, MedledgerError, NotFoundError, StoreError, VerificationError
 from medledger.ledger import envelope, proofs
@@ -490,6 +491,7 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
         return _json(receipts[0] if single else {"receipts": receipts})
 
     install_public_desk(app, node, read_body=_read_body, require_json=_require_json, receipts=_receipts)
+    install_stream(app, node)
 
     @app.get("/v1/transactions/{tx_id}", response_model=TransactionModel, summary="A committed transaction")
     def get_transaction(

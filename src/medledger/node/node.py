@@ -14,6 +14,7 @@ always means "on disk".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -119,6 +120,11 @@ class Node:
     def add_listener(self, listener: BlockListener) -> None:
         """Called from the committer thread after each durable block."""
         self._listeners.append(listener)
+
+    def remove_listener(self, listener: BlockListener) -> None:
+        """Stop calling ``listener`` (a stream whose client went away)."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     def submit(self, items: Sequence[Any]) -> Future[list[Receipt]]:
         """Check, admit and queue wire items; the future resolves once all are committed.
@@ -381,7 +387,7 @@ class Node:
                 leaf += 1
             if len(receipts) == len(batch.envelopes):
                 batch.future.set_result(receipts)
-        for listener in self._listeners:
+        for listener in list(self._listeners):  # streams come and go from other threads
             try:
                 listener(height, block_hash, envelopes, built.outcomes, head)
             except Exception:
