@@ -3,11 +3,8 @@ validity window and the remaining quantity, the delivery trace and the insurance
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from contracts_world import (
-    DAY,
     HOUR,
     MIN,
     OK,
@@ -17,28 +14,12 @@ from contracts_world import (
     outcome,
     pseudonym,
     soft,
-    standard,
 )
 
 from medledger.contracts import formulary
 
 LOSARTAN = next(d for d in formulary.default().drugs if d.name == "losartan")
 assert (LOSARTAN.unit_price_fen, LOSARTAN.max_daily_units, LOSARTAN.indications[0]) == (100, 2, "I10")
-
-
-@pytest.fixture(scope="module")
-def province(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = standard(tmp_path_factory.mktemp("pharmacy"))
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-@pytest.fixture
-def w(province: World) -> World:
-    province.advance(DAY)
-    return province
 
 
 # --- RX-EXPIRY --------------------------------------------------------------------

@@ -5,8 +5,6 @@ violating receipt must carry exactly the rule under test and nothing else."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from contracts_world import (
     DAY,
@@ -33,22 +31,6 @@ from medledger.ledger.timefmt import parse_ms
 
 #: the province's UTC offset (rulebook parameter local_offset_min = 480)
 LOCAL = 8 * HOUR
-
-
-@pytest.fixture(scope="module")
-def province(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = standard(tmp_path_factory.mktemp("practice"))
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-@pytest.fixture
-def w(province: World) -> World:
-    """The shared province a day later: each test starts on a fresh local day (per-day counts reset)."""
-    province.advance(DAY)
-    return province
 
 
 # --- INST-LICENCE / DOC-SITE: validity is inclusive of its last day -----------

@@ -3,8 +3,6 @@ online, formulary limits, indications and duplicate supply across prescriptions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from contracts_world import (
     DAY,
@@ -18,7 +16,6 @@ from contracts_world import (
     hard,
     outcome,
     soft,
-    standard,
 )
 
 from medledger.contracts import formulary
@@ -29,21 +26,6 @@ NIFEDIPINE = next(d for d in TABLE.drugs if d.name == "nifedipine")  # same ther
 LOSARTAN = next(d for d in TABLE.drugs if d.name == "losartan")  # another group, also for I10
 assert AMLODIPINE.name == "amlodipine" and (AMLODIPINE.max_daily_units, AMLODIPINE.max_days) == (2, 84)
 assert NIFEDIPINE.group == AMLODIPINE.group != LOSARTAN.group
-
-
-@pytest.fixture(scope="module")
-def province(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = standard(tmp_path_factory.mktemp("prescriptions"))
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-@pytest.fixture
-def w(province: World) -> World:
-    province.advance(DAY)
-    return province
 
 
 # --- RX-PRESCRIBER ----------------------------------------------------------------

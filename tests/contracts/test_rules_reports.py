@@ -5,29 +5,12 @@ hook at the start of every block, so it fires even if nobody touches the complai
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from contracts_world import DAY, HOUR, MIN, OK, Expect, World, outcome, soft, standard
 
 from medledger.ledger.store import AlertQuery
-
-
-@pytest.fixture(scope="module")
-def province(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = standard(tmp_path_factory.mktemp("reports"))
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-@pytest.fixture
-def w(province: World) -> World:
-    province.advance(DAY)
-    return province
-
 
 INSIDE_OUTSIDE = [
     pytest.param(0, OK, id="exactly-at-the-deadline-inside"),

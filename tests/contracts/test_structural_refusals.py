@@ -4,12 +4,11 @@ REJECTED record never becomes something later transactions can act on."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from contracts_world import (
-    DAY,
     MIN,
     OK,
     Expect,
@@ -21,27 +20,11 @@ from contracts_world import (
     midnight,
     outcome,
     pseudonym,
-    standard,
 )
 
 from medledger.ledger.receipt import Receipt
 
 SKEW = 300_000  # max_clock_skew_ms of the test ledger's genesis
-
-
-@pytest.fixture(scope="module")
-def province(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = standard(tmp_path_factory.mktemp("structural"))
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-@pytest.fixture
-def w(province: World) -> World:
-    province.advance(DAY)
-    return province
 
 
 # --- DUPLICATE-ID -----------------------------------------------------------------
