@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from medledger.benchmarks import Log, machine, raw_verify_rates, run_threads
+from medledger.benchmarks import Log, run_threads, throughput, with_raw_verify
 from medledger.contracts import formulary
 from medledger.ledger import envelope
 from medledger.ledger.keys import SigningKey
@@ -376,35 +376,17 @@ def pipeline_ingest(chains: int, *, batch: int = 500, checkers: int = 3, log: Lo
         raise RuntimeError(f"pipeline workload not all accepted (a rule fired on clean traffic): {dict(statuses)}")
     if log:
         log(f"pipeline: {chains} chains = {count} envelopes committed in {elapsed:.2f} s ({blocks} blocks)")
-    return {
-        "chains": chains,
-        "count": count,
-        "elapsed_s": round(elapsed, 3),
-        "committed_per_s": round(count / elapsed, 1),
-        "blocks": blocks,
-        "batch": batch,
-        "checkers": checkers,
-    }
+    return throughput(count, elapsed, chains=chains, blocks=blocks, batch=batch, checkers=checkers)
 
 
 def pipeline(chains: int = 4000, log: Log = None, seconds: float = 3.0) -> dict[str, Any]:
     """R before and after, T of the full pipeline in between, and T/R."""
-    before = raw_verify_rates(seconds)
-    result = pipeline_ingest(chains, log=log)
-    after = raw_verify_rates(seconds)
-    raw = {lib: max(before[lib], after[lib]) for lib in before}
-    best = max(raw, key=lambda lib: raw[lib])
-    r = raw[best]
+    result, r, report = with_raw_verify(lambda: pipeline_ingest(chains, log=log), "pipeline", seconds, log)
     result["ratio"] = round(result["committed_per_s"] / r, 3)
-    return {
-        "benchmark": "pipeline",
-        "machine": machine(),
-        "raw_verify_per_s": round(r, 1),
-        "raw_verify_library": best,
-        "raw_verify_samples": {"before": before, "after": after},
-        "pipeline": result,
-        "summary": (
-            f"pipeline: R={r:,.0f} verify/s ({best}); prescription chains T={result['committed_per_s']:,.0f} "
-            f"tx/s over {result['count']} envelopes, T/R={result['ratio']:.2f} (target 0.50)"
-        ),
-    }
+    report["pipeline"] = result
+    report["summary"] = (
+        f"pipeline: R={r:,.0f} verify/s ({report['raw_verify_library']}); prescription chains "
+        f"T={result['committed_per_s']:,.0f} tx/s over {result['count']} envelopes, T/R={result['ratio']:.2f} "
+        "(target 0.50)"
+    )
+    return report

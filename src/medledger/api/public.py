@@ -32,6 +32,7 @@ from medledger.errors import EncodingError, MedledgerError, NotFoundError
 from medledger.ledger import envelope
 from medledger.ledger.canonical import parse_json
 from medledger.ledger.chain import max_skew_ms
+from medledger.ledger.identity import explain
 from medledger.ledger.timefmt import format_ms, parse_ms
 from medledger.node.node import Node
 
@@ -74,14 +75,10 @@ def _form(model: type[_Form], body: bytes) -> Any:
         raise EncodingError("the form must be a JSON object", code="malformed")
     try:
         return model.model_validate(value)
-    except ValidationError as exc:  # name the fields, not pydantic's internals
-        errors = exc.errors()
-        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in errors[:5]) or str(
-            exc
-        )
+    except ValidationError as exc:
         raise MedledgerError(
-            f"the {model.__name__} is not valid: {fields} (only the listed fields are accepted: no names, "
-            "contacts or free text)",
+            f"the {model.__name__} is not valid: {explain(exc, 'form')} (only the listed fields are accepted: "
+            "no names, contacts or free text)",
             code="invalid-payload",
             status=422,
         ) from None

@@ -33,7 +33,7 @@ from medledger.ledger.chain import max_skew_ms
 from medledger.ledger.identity import REGULATOR
 from medledger.ledger.state import BlockState
 from medledger.ledger.timefmt import format_ms, parse_ms
-from medledger.ledger.txtypes import REJECTED, Outcome, TxContext
+from medledger.ledger.txtypes import Outcome, TxContext
 
 Handler = Callable[[TxContext], Outcome]
 
@@ -47,8 +47,8 @@ def handler(func: Callable[[TxContext, Judge], None]) -> Handler:
     """Wrap a handler body: build its judge under the rulebook in force, turn refusals into outcomes."""
 
     def run(ctx: TxContext) -> Outcome:
-        version, params, _ = rulebook(ctx.state)
-        judge = Judge(ctx, params, version, institution=ctx.signer.org if ctx.signer.org != REGULATOR else None)
+        version, params, pinned = rulebook(ctx.state)
+        judge = Judge(ctx, params, version, pinned, institution=ctx.signer.org if ctx.signer.org != REGULATOR else None)
         try:
             func(ctx, judge)
         except _Refusal as refusal:
@@ -100,7 +100,7 @@ def _late(ctx: TxContext, j: Judge, what: str, event_ms: int, param: str = "repo
 
 
 def _drug(j: Judge, code: str) -> formulary.Drug:
-    _, _, digest = rulebook(j.ctx.state)
+    digest = j.formulary
     table = formulary.default()
     if digest != table.digest:
         raise _refuse(
@@ -182,22 +182,14 @@ def approve_internet(ctx: TxContext, j: Judge) -> None:
     put(ctx.state, {**inst, "internet": _validity(p.approval)}, "inst", p.org)
 
 
-def _set_institution_status(status: str) -> Handler:
+def _set_status(kind: str, field: str, status: str) -> Handler:
+    """The regulator's status decisions (suspend, revoke, reinstate) on an institution or a licence."""
+
     @handler
     def run(ctx: TxContext, j: Judge) -> None:
-        p = ctx.payload
-        inst = _need(ctx, j, "inst", p.org)
-        put(ctx.state, {**inst, "status": status, "status_tx": ctx.envelope.tx_id}, "inst", p.org)
-
-    return run
-
-
-def _set_practitioner_status(status: str) -> Handler:
-    @handler
-    def run(ctx: TxContext, j: Judge) -> None:
-        p = ctx.payload
-        prac = _need(ctx, j, "prac", p.licence_no)
-        put(ctx.state, {**prac, "status": status, "status_tx": ctx.envelope.tx_id}, "prac", p.licence_no)
+        key = getattr(ctx.payload, field)
+        record = _need(ctx, j, kind, key)
+        put(ctx.state, {**record, "status": status, "status_tx": ctx.envelope.tx_id}, kind, key)
 
     return run
 
@@ -673,12 +665,10 @@ def complaint_deadlines(state: BlockState, height: int, block_ms: int) -> list[M
 
 
 HANDLERS: dict[str, Handler] = {
-    "institution.suspend": _set_institution_status("suspended"),
-    "institution.revoke": _set_institution_status("revoked"),
-    "institution.reinstate": _set_institution_status("active"),
-    "practitioner.suspend": _set_practitioner_status("suspended"),
-    "practitioner.revoke": _set_practitioner_status("revoked"),
-    "practitioner.reinstate": _set_practitioner_status("active"),
+    "institution.suspend": _set_status("inst", "org", "suspended"),
+    "institution.revoke": _set_status("inst", "org", "revoked"),
+    "institution.reinstate": _set_status("inst", "org", "active"),
+    "practitioner.suspend": _set_status("prac", "licence_no", "suspended"),
+    "practitioner.revoke": _set_status("prac", "licence_no", "revoked"),
+    "practitioner.reinstate": _set_status("prac", "licence_no", "active"),
 }
-
-__all__ = ["REJECTED"]

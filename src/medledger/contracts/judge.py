@@ -39,6 +39,8 @@ class Judge:
     ctx: TxContext
     params: dict[str, int]
     version: int
+    #: SHA-256 of the formulary the rulebook in force pins
+    formulary: str = ""
     institution: str | None = None
     practitioner: str | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)

@@ -27,6 +27,7 @@ from typing import Any
 from medledger.contracts import formulary
 from medledger.contracts.catalogue import DEFAULT_PARAMS
 from medledger.ledger.state import BlockState
+from medledger.ledger.timefmt import format_ms
 
 RULEBOOK = "rulebook"
 OPEN_COMPLAINTS = "complaints/open"
@@ -65,8 +66,6 @@ def months_between(birth_month: str, at_ms: int) -> int:
     The ledger holds birth months, not dates, so the month a child turns N is
     still counted as under N: the rule errs toward asking for a guardian.
     """
-    from medledger.ledger.timefmt import format_ms
-
     at = format_ms(at_ms)
     return (int(at[:4]) * 12 + int(at[5:7])) - (int(birth_month[:4]) * 12 + int(birth_month[5:7]))
 

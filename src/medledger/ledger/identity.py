@@ -92,6 +92,11 @@ class Anchor(_Payload):
     sha256: Sha256Hex
 
 
+def explain(exc: ValidationError, whole: str = "payload") -> str:
+    """The first faults of a validation, each named by its field path (not pydantic's internals)."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or whole}: {err['msg']}" for err in exc.errors()[:5])
+
+
 def validator(model: type[_Payload]) -> Callable[[dict[str, Any]], Any]:
     """Turn a payload model into a gateway validator that explains every fault."""
 
@@ -99,10 +104,7 @@ def validator(model: type[_Payload]) -> Callable[[dict[str, Any]], Any]:
         try:
             return model.model_validate(payload)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in exc.errors()[:5]
-            )
-            raise EncodingError(f"invalid {model.__name__} payload: {problems}", code="invalid-payload") from None
+            raise EncodingError(f"invalid {model.__name__} payload: {explain(exc)}", code="invalid-payload") from None
 
     return validate
 
