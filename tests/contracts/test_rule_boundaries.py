@@ -1,7 +1,7 @@
 """Index of the boundary tests: every catalogued rule is exercised at its limit.
 
 The cases live by area (``test_rules_practice.py``, ``test_rules_prescriptions.py``,
-``test_rules_pharmacy.py``, ``test_rules_reports.py``, ``test_rulebook_params.py``,
+``test_rules_pharmacy.py``, ``test_rules_reports.py``, ``test_rules_gateway_authors.py``, ``test_rulebook_params.py``,
 ``test_structural_refusals.py``); each pairs the last compliant value with the first violating
 one and asserts the receipt's codes exactly. This module checks, from their source, that no rule
 of the catalogue lacks a violating case with its catalogued severity, so a new rule cannot be
@@ -45,4 +45,4 @@ def test_every_rule_has_a_violating_case_of_its_severity() -> None:
 
 
 def test_the_areas_exist() -> None:
-    assert len(AREAS) == 6 and all(p.exists() for p in AREAS)
+    assert len(AREAS) == 7 and all(p.exists() for p in AREAS)

@@ -196,8 +196,9 @@ RULES = (
     Rule(
         "RX-NO-AI",
         ("hard", "soft"),
-        "A prescription is written by a doctor: one signed by a service or system key is refused (hard); one "
-        "issued within seconds of the consultation opening is flagged (soft).",
+        "A prescription is written by a doctor: one signed by a service or system key is refused (hard) unless "
+        "it carries that institution's doctor's own signature over the prescription document; one issued "
+        "within seconds of the consultation opening is flagged (soft).",
         ("NHC-2022-SUP",),
         _RX,
         ("consult/<id>",),

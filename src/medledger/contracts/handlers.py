@@ -29,8 +29,11 @@ from medledger.contracts.world import (
     put,
     rulebook,
 )
+from medledger.errors import MedledgerError
+from medledger.ledger import keys
+from medledger.ledger.canonical import b64d
 from medledger.ledger.chain import max_skew_ms
-from medledger.ledger.identity import REGULATOR
+from medledger.ledger.identity import REGULATOR, signer_of
 from medledger.ledger.state import BlockState
 from medledger.ledger.timefmt import format_ms, parse_ms
 from medledger.ledger.txtypes import Outcome, TxContext
@@ -112,6 +115,63 @@ def _drug(j: Judge, code: str) -> formulary.Drug:
     if drug is None:
         raise _refuse(j, "NOT-IN-FORMULARY", f"RxNorm {code} is not in formulary {table.version}")
     return drug
+
+
+def _consulting_doctor(ctx: TxContext, j: Judge, named: str | None) -> str:
+    """The doctor a consultation is about: the signer's own key, or the doctor a gateway names.
+
+    A gateway records consultations for its hospital's HIS; it can only name an active doctor of its
+    own institution, so it cannot lend the hospital's authority to an outsider.
+    """
+    signer = ctx.signer
+    if signer.role == "doctor":
+        if named is not None and named != signer.member:
+            raise _refuse(j, "NOT-AUTHORISED", f"{signer.member} may not record a consultation for {named}")
+        return signer.member
+    if named is None:
+        raise _refuse(j, "NOT-AUTHORISED", f"a {signer.role} key must name the doctor who consulted (`doctor`)")
+    doctor = ctx.state.get("member/" + named)
+    if doctor is None or doctor["role"] != "doctor" or doctor["org"] != signer.org:
+        raise _refuse(j, "NOT-AUTHORISED", f"{named} is not a doctor of {signer.org}")
+    if doctor["status"] != "active":
+        raise _refuse(j, "NOT-AUTHORISED", f"doctor {named} is {doctor['status']} on the ledger")
+    return named
+
+
+def _prescribing_author(ctx: TxContext, j: Judge, claim: m.Prescriber | None) -> tuple[str, str, str]:
+    """(role, member, why the claimed doctor does not count) of who wrote a prescription.
+
+    The envelope's signer wrote it, unless a gateway carries a doctor's own signature over the
+    prescription document: that signature is checked here, from the ledger alone (hash-then-sign over
+    the document digest), so every member re-derives the same author.
+    """
+    signer = ctx.signer
+    if claim is None:
+        return signer.role, signer.member, ""
+    if signer.role == "doctor":
+        if claim.member != signer.member:
+            raise _refuse(j, "NOT-AUTHORISED", f"{signer.member} may not sign a prescription as {claim.member}")
+        return signer.role, signer.member, ""
+    doctor = signer_of(ctx.state.get, claim.key)
+    if doctor is None or doctor.member != claim.member:
+        why = f"key {claim.key} is not a key of {claim.member}"
+    elif not doctor.active:
+        why = f"the key of {claim.member} is not active"
+    elif doctor.role != "doctor" or doctor.org != signer.org:
+        why = f"{claim.member} is not a doctor of {signer.org}"
+    else:
+        try:
+            keys.verify(
+                keys.RESOURCE_DOMAIN,
+                keys.public_key_bytes(claim.key),
+                bytes.fromhex(claim.resource_sha256),
+                b64d(claim.signature, what="prescriber signature", length=64),
+            )
+        except MedledgerError:
+            why = f"the signature of {claim.member} does not verify over document {claim.resource_sha256}"
+        else:
+            return "doctor", claim.member, ""
+    return signer.role, signer.member, why
 
 
 def _licence(ctx: TxContext, member: str) -> tuple[str | None, dict[str, Any] | None]:
@@ -353,8 +413,9 @@ def record_encounter(ctx: TxContext, j: Judge) -> None:
 @handler
 def open_consultation(ctx: TxContext, j: Judge) -> None:
     p: m.ConsultationOpen = ctx.payload
-    state, org, member = ctx.state, ctx.signer.org, ctx.signer.member
+    state, org = ctx.state, ctx.signer.org
     _new(ctx, j, "consult", p.consultation_id)
+    member = _consulting_doctor(ctx, j, p.doctor)
     started = _event_ms(ctx, j, p.started_at)
     rules.institution_licensed(j, org, get(state, "inst", org), started, online=True)
     licence_no, prac = _licence(ctx, member)
@@ -425,13 +486,18 @@ def close_consultation(ctx: TxContext, j: Judge) -> None:
 @handler
 def issue_prescription(ctx: TxContext, j: Judge) -> None:
     p: m.PrescriptionIssue = ctx.payload
-    state, org, member = ctx.state, ctx.signer.org, ctx.signer.member
+    state, org = ctx.state, ctx.signer.org
     _new(ctx, j, "rx", p.rx_id)
+    if p.prescriber is not None:
+        # one signed document backs one prescription: a gateway holding a doctor's signature must not
+        # be able to attach it to a second prescription the doctor never saw
+        _new(ctx, j, "rxdoc", p.prescriber.resource_sha256)
     drug = _drug(j, p.rxnorm)
     issued = _event_ms(ctx, j, p.issued_at)
     consult = get(state, "consult", p.consultation_id)
-    rules.written_by_doctor(j, ctx.signer.role, member)
-    if ctx.signer.role == "doctor":
+    role, member, why_not = _prescribing_author(ctx, j, p.prescriber)
+    rules.written_by_doctor(j, role, member, why_not)
+    if role == "doctor":
         licence_no, prac = _licence(ctx, member)
         j.practitioner = licence_no
         rules.practitioner_licensed(j, member, licence_no, prac)
@@ -454,6 +520,8 @@ def issue_prescription(ctx: TxContext, j: Judge) -> None:
     if j.hard or consult is None:
         return
     put(state, [*supplies, [p.rx_id, issued, end, org, ctx.envelope.tx_id]], "supply", consult["patient"], drug.group)
+    if p.prescriber is not None:
+        put(state, p.rx_id, "rxdoc", p.prescriber.resource_sha256)
     put(
         state,
         {

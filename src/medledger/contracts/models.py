@@ -15,7 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from medledger.ledger.identity import Label, MemberId, Sha256Hex, Slug, _Payload
+from medledger.errors import MedledgerError
+from medledger.ledger.identity import KeyId, Label, MemberId, Sha256Hex, Slug, _Payload
 from medledger.ledger.timefmt import parse_ms
 
 _DIGIT_RUN = re.compile(r"[0-9]{11}")
@@ -39,7 +40,11 @@ _MONTH = re.compile(r"\d{4}-\d\d")
 
 
 def _instant(text: str) -> str:
-    parse_ms(text, what="event time")
+    try:
+        parse_ms(text, what="event time")
+    except MedledgerError as exc:
+        # a ValueError, so pydantic names the field it came from in the refusal
+        raise ValueError(exc.message) from None
     return text
 
 
@@ -208,6 +213,8 @@ class PriorDiagnosis(_Payload):
 
 class ConsultationOpen(_Payload):
     consultation_id: Id
+    #: who consulted, when the hospital's gateway records it; a doctor's own key names itself by signing
+    doctor: MemberId | None = None
     patient: Pseudonym
     guardian: Pseudonym | None = None
     specialty: Slug
@@ -222,6 +229,20 @@ class ConsultationClose(_Payload):
     ended_at: Instant
 
 
+class Prescriber(_Payload):
+    """A doctor's own signature over the prescription document, carried by a gateway-signed prescription.
+
+    ``signature`` is Ed25519 by ``key`` over ``RESOURCE_DOMAIN`` + the raw ``resource_sha256`` (the digest
+    of the RFC 8785 canonical MedicationRequest the doctor signed): the contract re-checks it from the
+    ledger alone, and the hospital's copy of the document proves what the digest stands for.
+    """
+
+    member: MemberId
+    key: KeyId
+    resource_sha256: Sha256Hex
+    signature: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{86}$")]
+
+
 class PrescriptionIssue(_Payload):
     rx_id: Id
     consultation_id: Id
@@ -230,6 +251,8 @@ class PrescriptionIssue(_Payload):
     days: Annotated[int, Field(ge=1, le=365)]
     quantity: Count
     issued_at: Instant
+    #: the doctor's signature when a gateway, not the doctor's key, signs the envelope (the FHIR facade)
+    prescriber: Prescriber | None = None
 
 
 class PrescriptionReview(_Payload):

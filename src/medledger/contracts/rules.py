@@ -268,11 +268,11 @@ def late(j: Judge, what: str, event_ms: int, block_ms: int, deadline_ms: int, de
 
 
 @enforces("RX-NO-AI")
-def written_by_doctor(j: Judge, role: str, member: str) -> None:
+def written_by_doctor(j: Judge, role: str, member: str, why_not: str = "") -> None:
     if role != "doctor":
         j.fail(
             "RX-NO-AI",
-            f"signed by {member}, a {role} key, not a doctor's own key",
+            f"signed by {member}, a {role} key, not a doctor's own key" + (f" ({why_not})" if why_not else ""),
             hard=True,
             subject=("member", member),
         )

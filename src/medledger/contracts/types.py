@@ -201,11 +201,11 @@ MEDICAL_TYPES = (
     ),
     _t(
         "consultation.open",
-        frozenset({DOCTOR}),
+        frozenset({DOCTOR, GATEWAY}),
         m.ConsultationOpen,
         h.open_consultation,
-        "opens an online consultation (a follow-up of an offline diagnosis)",
-        _reads(("consult", "consultation_id"), ("patient", "patient"), ("patient", "guardian")),
+        "opens an online consultation (a follow-up of an offline diagnosis); a gateway names the doctor",
+        _reads(("consult", "consultation_id"), ("patient", "patient"), ("patient", "guardian"), ("staff", "doctor")),
     ),
     _t(
         "consultation.close",

@@ -15,6 +15,7 @@ agree. Times are epoch milliseconds; dates are midnight UTC of that day.
 * ``dx/<document>``: an offline diagnosis, by its document digest
 * ``consult/<id>``, ``count/<licence>/<day>``: consultations and daily counts
 * ``rx/<id>``, ``supply/<pseudonym>/<group>``: prescriptions and supply windows
+* ``rxdoc/<sha256>``: the prescription a doctor-signed prescription document backs (one each)
 * ``dispense/<id>``, ``claim/<id>``
 * ``complaint/<id>``, ``complaints/open``: complaints and the deadline queue
 * ``report/<id>``: adverse-event and data-leak reports

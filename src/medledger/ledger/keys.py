@@ -27,6 +27,9 @@ from medledger.ledger.canonical import b64d, b64e
 ENVELOPE_DOMAIN = b"medledger/envelope/v1\n"
 TREE_HEAD_DOMAIN = b"medledger/tree-head/v1\n"
 BLOCK_DOMAIN = b"medledger/block/v1\n"
+#: a member's signature over a document kept outside the ledger, by the document's SHA-256: hash-then-sign,
+#: so every member can re-check the signature from the digest on the ledger without the document itself
+RESOURCE_DOMAIN = b"medledger/resource/v1\n"
 
 
 def key_id(public_key: bytes) -> str:
