@@ -408,9 +408,16 @@ def test_client_unreachable() -> None:
 # --------------------------------------------------------------------------
 
 
+def _token(live: LiveNode) -> str:
+    """The regulator's bearer credential, which ``init`` issued (member-only read routes need one)."""
+    from medledger.node.bootstrap import LedgerKeys
+
+    return LedgerKeys.load(live.data_dir).regulator_token
+
+
 def test_live_submit_and_verify_receipt(live: LiveNode) -> None:
     admin = live.admin_key
-    with Client(live.url, trusted_node_keys=[live.node_key.key_id]) as client:
+    with Client(live.url, trusted_node_keys=[live.node_key.key_id], token=_token(live)) as client:
         start = client.tree_head()
         envs = [_anchor(admin, n) for n in range(5)]
         receipts = client.submit(envs)
@@ -487,7 +494,7 @@ def test_live_trust_persists_across_clients(live: LiveNode, tmp_path: Path) -> N
 
 def test_live_server_problems_become_errors(live: LiveNode) -> None:
     env = _anchor(live.admin_key, 1)
-    with Client(live.url) as client:
+    with Client(live.url, token=_token(live)) as client:
         client.submit(env)
         with pytest.raises(MedledgerError) as info:
             client.submit(env)

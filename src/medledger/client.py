@@ -70,18 +70,24 @@ __all__ = [
     "ConsistencyProof",
     "InclusionProof",
     "Receipt",
+    "Trace",
+    "TraceStep",
     "Transaction",
+    "check_receipt_offline",
     "check_tree_head",
     "problem_error",
     "verify_consistency_offline",
     "verify_inclusion_offline",
     "verify_receipt_offline",
+    "verify_trace_offline",
+    "verify_tree_head_offline",
 ]
 
 STATE_FORMAT: Final = "medledger-client-state/1"
 """Tag in the state file, so a future layout is never misread as this one."""
 
 _hex64 = re.compile(r"[0-9a-f]{64}")
+_rx_id = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,79}")
 _VERIFIED_CACHE_LIMIT = 4096
 
 
@@ -216,6 +222,90 @@ class Transaction:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    """One step of a prescription's trace: a committed transaction and its audit path to the trace's head."""
+
+    step: str
+    tx_id: str
+    type: str
+    status: str
+    height: int
+    leaf_index: int
+    leaf_hash: bytes
+    proof: tuple[bytes, ...]
+    codes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, value: Any, what: str = "trace step") -> TraceStep:
+        obj = _obj(value, what)
+        tx_id = _str(obj, "tx_id", what)
+        _hex(tx_id, f"{what} tx_id")
+        codes = obj.get("codes", [])
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            raise _bad(f"{what} codes must be a list of strings")
+        return cls(
+            _str(obj, "step", what),
+            tx_id,
+            _str(obj, "type", what),
+            _str(obj, "status", what),
+            _int(obj, "height", what),
+            _int(obj, "leaf_index", what),
+            _hex(_field(obj, "leaf_hash", what), f"{what} leaf_hash"),
+            _hex_list(_field(obj, "proof", what), f"{what} proof"),
+            tuple(codes),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "step": self.step,
+            "tx_id": self.tx_id,
+            "type": self.type,
+            "status": self.status,
+            "height": self.height,
+            "leaf_index": self.leaf_index,
+            "leaf_hash": self.leaf_hash.hex(),
+            "proof": [p.hex() for p in self.proof],
+        }
+        if self.codes:
+            out["codes"] = list(self.codes)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """``GET /v1/prescriptions/{rx_id}/trace``: every step of a prescription, each provable under one head.
+
+    Once :func:`verify_trace_offline` or :meth:`Client.trace` has checked it,
+    every step's leaf hash is proven to sit at its leaf index under the signed
+    ``tree_head``. The step names, types and statuses are the node's labels
+    unless the steps' envelopes were checked too (they then match their leaves).
+    """
+
+    rx_id: str
+    tree_head: TreeHead
+    steps: tuple[TraceStep, ...]
+
+    @classmethod
+    def from_json(cls, value: Any) -> Trace:
+        obj = _obj(value, "trace")
+        steps = _field(obj, "steps", "trace")
+        if not isinstance(steps, list):
+            raise _bad("trace steps must be a list")
+        return cls(
+            _str(obj, "rx_id", "trace"),
+            _head(_field(obj, "tree_head", "trace"), "trace tree_head"),
+            tuple(TraceStep.from_json(s, f"trace step {i}") for i, s in enumerate(steps)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rx_id": self.rx_id,
+            "tree_head": self.tree_head.to_json(),
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+
 # --------------------------------------------------------------------------
 # The checks, shared by the online client and the offline functions.
 # --------------------------------------------------------------------------
@@ -302,6 +392,52 @@ def _check_receipt_envelope(receipt: Receipt, env: SignedEnvelope) -> None:
             code="receipt-mismatch",
         )
     _check_envelope_signature(env)
+
+
+def _verify_trace(trace: Trace, root: bytes, envelopes: Iterable[SignedEnvelope] = ()) -> None:
+    """Prove every step of a trace under its (already signature-checked) head, then tie any envelopes given.
+
+    An envelope ties its step's transaction id, type and leaf to the signed
+    statement itself; without envelopes only the leaf hashes are proven.
+    """
+    if not trace.steps:
+        raise ProofError(f"the trace of prescription {trace.rx_id!r} has no steps", code="bad-trace")
+    size = trace.tree_head.tree_size
+    by_tx: dict[str, tuple[int, TraceStep]] = {}
+    for i, step in enumerate(trace.steps):
+        where = f"step {i} ({step.step}, transaction {step.tx_id}, leaf {step.leaf_index})"
+        try:
+            merkle.verify_inclusion(step.leaf_hash, step.leaf_index, size, step.proof, root)
+        except ProofError as exc:
+            raise ProofError(
+                f"{where} is not proven in the signed tree of size {size}: {exc.message}",
+                code=exc.code,
+                step=i,
+                tx_id=step.tx_id,
+            ) from None
+        by_tx.setdefault(step.tx_id, (i, step))
+    for env in envelopes:
+        found = by_tx.get(env.tx_id)
+        if found is None:
+            raise ProofError(f"envelope {env.tx_id} is not a step of this trace", code="receipt-mismatch")
+        i, step = found
+        where = f"step {i} ({step.step}, transaction {step.tx_id})"
+        _check_envelope_signature(env)
+        leaf = merkle.leaf_hash(env.leaf_data())
+        if leaf != step.leaf_hash:
+            raise ProofError(
+                f"{where}: the trace's leaf hash {step.leaf_hash.hex()} is not the envelope's {leaf.hex()}",
+                code="receipt-mismatch",
+            )
+        if env.type != step.type:
+            raise ProofError(
+                f"{where}: the trace calls it {step.type}, the envelope is {env.type}", code="receipt-mismatch"
+            )
+        rx_id = env.payload.get("rx_id")
+        if rx_id is not None and rx_id != trace.rx_id:
+            raise ProofError(
+                f"{where}: the envelope is about prescription {rx_id!r}, not {trace.rx_id!r}", code="receipt-mismatch"
+            )
 
 
 def _fork(trusted: TreeHead, seen: TreeHead) -> ProofError:
@@ -399,7 +535,7 @@ def verify_receipt_offline(
     proof_json: dict[str, Any],
     envelope_wire: dict[str, Any],
     trusted_keys: Iterable[str] | None = None,
-) -> None:
+) -> Receipt:
     """Check a saved receipt: its envelope, its signed head and an inclusion proof at that head's size.
 
     This is what a patient or auditor holding only a receipt line (receipt +
@@ -418,6 +554,72 @@ def verify_receipt_offline(
         leaf=merkle.leaf_hash(env.leaf_data()),
         leaf_index=receipt.leaf_index,
     )
+    return receipt
+
+
+def check_receipt_offline(
+    receipt_json: dict[str, Any],
+    envelope_wire: dict[str, Any],
+    trusted_keys: Iterable[str] | None = None,
+) -> Receipt:
+    """Check what a receipt can show without a proof; this does NOT prove inclusion.
+
+    The receipt must name this envelope, the envelope's signature must hold,
+    its tree head must be signed (by a trusted key when given) and its leaf
+    index must lie inside that tree. Only an inclusion proof at the head's
+    size (:func:`verify_receipt_offline`) shows the envelope is in the log.
+    """
+    receipt: Receipt = _parse(Receipt.from_json, receipt_json, "receipt")
+    env = _wire(envelope_wire, "envelope")
+    _check_receipt_envelope(receipt, env)
+    check_tree_head(receipt.tree_head, trusted_keys)
+    if receipt.leaf_index >= receipt.tree_head.tree_size:
+        raise ProofError(
+            f"the receipt places transaction {receipt.tx_id} at leaf {receipt.leaf_index}, outside its signed "
+            f"tree of size {receipt.tree_head.tree_size}",
+            code="receipt-mismatch",
+        )
+    return receipt
+
+
+def verify_tree_head_offline(tree_head_json: dict[str, Any], trusted_keys: Iterable[str]) -> TreeHead:
+    """Check a saved signed tree head: its signer is one of ``trusted_keys`` and its signature holds.
+
+    A head is only worth something signed by a key the checker already trusts,
+    so ``trusted_keys`` is required and may not be empty.
+    """
+    trusted = frozenset(trusted_keys)
+    if not trusted:
+        raise SignatureError(
+            "a tree head alone proves nothing without a trusted node key to check its signer against",
+            code="untrusted-signer",
+        )
+    head: TreeHead = _parse(lambda v: _head(v, "tree head"), tree_head_json, "tree head")
+    check_tree_head(head, trusted)
+    return head
+
+
+def verify_trace_offline(
+    trace_json: dict[str, Any],
+    trusted_keys: Iterable[str] | None = None,
+    envelopes: Iterable[Any] | None = None,
+) -> Trace:
+    """Check a saved ``GET /v1/prescriptions/{rx_id}/trace``: every step's inclusion under the trace's head.
+
+    The trace's tree head must be signed (by a trusted key when given) and
+    each step's audit path must lead from its leaf hash at its leaf index to
+    that head's root. ``envelopes`` (wire forms, or ``GET /v1/transactions``
+    answers carrying ``wire``) are each matched to their step: the signature,
+    leaf hash, type and prescription id must agree.
+    """
+    trace: Trace = _parse(Trace.from_json, trace_json, "trace")
+    root = check_tree_head(trace.tree_head, trusted_keys)
+    decoded = []
+    for i, item in enumerate(envelopes or ()):
+        wire = item["wire"] if isinstance(item, dict) and "wire" in item else item
+        decoded.append(_wire(wire, f"envelope {i}"))
+    _verify_trace(trace, root, decoded)
+    return trace
 
 
 # --------------------------------------------------------------------------
@@ -476,8 +678,19 @@ class Client:
         state_file: str | os.PathLike[str] | None = None,
         timeout: float = 60,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
-        """``transport`` swaps the HTTP transport (custom TLS, proxies, or an in-memory log in tests)."""
+        """``transport`` swaps the HTTP transport (custom TLS, proxies, or an in-memory log in tests).
+
+        ``token`` is a member credential (``medledger credentials issue``), sent
+        as ``Authorization: Bearer <token>`` on every request; the node's
+        member-only read routes need one, proofs and tree heads do not.
+        """
+        headers = {"accept": "application/json"}
+        if token is not None:
+            if not isinstance(token, str) or not token or any(c.isspace() or not c.isprintable() for c in token):
+                raise EncodingError("a bearer token is a non-empty string without spaces", code="bad-argument")
+            headers["authorization"] = f"Bearer {token}"
         self.url = url.rstrip("/")
         self.trusted_node_keys: frozenset[str] | None = (
             None if trusted_node_keys is None else frozenset(trusted_node_keys)
@@ -492,9 +705,7 @@ class Client:
             self._trusted = self._load_state(self.state_file)
             self._verified[self._trusted.tree_size] = self._trusted
         # Last, so a bad state file leaves no open connection pool behind.
-        self._http = httpx.Client(
-            base_url=self.url, timeout=timeout, headers={"accept": "application/json"}, transport=transport
-        )
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers, transport=transport)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -604,6 +815,24 @@ class Client:
                 f"asked for a proof from {first} to {second}; the node answered {proof.first} to {proof.second}"
             )
         return proof
+
+    def trace(self, rx_id: str, *, check_envelopes: bool = False) -> Trace:
+        """A prescription's trace, every step proven under the trace's head, which then advances trust.
+
+        With ``check_envelopes`` each step's transaction is fetched too and
+        tied to its leaf (signature, type, prescription id), one request per
+        step. Needs a member ``token`` on nodes that guard the trace route.
+        """
+        if not isinstance(rx_id, str) or _rx_id.fullmatch(rx_id) is None:
+            raise EncodingError(f"{rx_id!r} is not a prescription id", code="malformed")
+        trace = Trace.from_json(self._request("GET", f"/v1/prescriptions/{rx_id}/trace"))
+        if trace.rx_id != rx_id:
+            raise ProofError(f"asked for the trace of {rx_id!r}; the node answered {trace.rx_id!r}", code="bad-trace")
+        root = check_tree_head(trace.tree_head, self.trusted_node_keys)
+        envelopes = [self.get_transaction(s.tx_id).envelope for s in trace.steps] if check_envelopes else []
+        _verify_trace(trace, root, envelopes)
+        self._observe(trace.tree_head, allow_older=True)
+        return trace
 
     # -- trust ------------------------------------------------------------------
 

@@ -1,0 +1,356 @@
+"""medledger.transactions: one typed builder per registered type, held to the registry, accepted by a real node."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Literal
+
+import httpx
+import pytest
+
+from ledger_factory import regulator_headers
+from medledger._serving import BackgroundServer
+from medledger.client import Client
+from medledger.contracts.types import registry
+from medledger.errors import EncodingError, MedledgerError, NotFoundError
+from medledger.ledger.keys import SigningKey
+from medledger.transactions import PAYLOAD_MODELS, TxBuilder, method_name
+from tx_province import CLINIC_DOCTOR_LICENCE, Province, build_province, key_for, prescription_chain
+
+TYPES = sorted(set(registry().types) - {"genesis"})
+P = "ab" * 32  # a pseudonym / digest
+T = "2026-03-02T08:00:00.000Z"
+
+#: one valid keyword set per type; a new type without one fails test_samples_cover_every_type
+SAMPLES: dict[str, dict[str, Any]] = {
+    "member.register": {"member": "hosp/x", "org": "hosp", "role": "doctor", "key": "A" * 43},
+    "member.rotate": {"member": "hosp/x", "new_key": "B" * 43},
+    "member.revoke": {"member": "hosp/x", "reason": "superseded"},
+    "anchor.record": {"label": "export/1", "sha256": P},
+    "rulebook.publish": {"version": 2, "params": {"rx_min_s": 60}, "formulary": P},
+    "institution.admit": {
+        "org": "hosp",
+        "name": "Hosp",
+        "kind": "internet-hospital",
+        "physical": True,
+        "licence": {"number": "LIC-H", "valid_from": "2020-01-01", "valid_until": "2030-01-01"},
+    },
+    "institution.licence": {
+        "org": "hosp",
+        "licence": {"number": "LIC-H", "valid_from": "2020-01-01", "valid_until": "2030-01-01"},
+    },
+    "institution.internet-approval": {
+        "org": "hosp",
+        "approval": {"valid_from": "2020-01-01", "valid_until": "2030-01-01"},
+    },
+    "institution.suspend": {"org": "hosp", "reason": "inspection"},
+    "institution.revoke": {"org": "hosp", "reason": "misconduct"},
+    "institution.reinstate": {"org": "hosp"},
+    "practitioner.suspend": {"licence_no": "DOC-1", "reason": "investigation"},
+    "practitioner.revoke": {"licence_no": "DOC-1", "reason": "malpractice"},
+    "practitioner.reinstate": {"licence_no": "DOC-1"},
+    "app.review": {"org": "hosp", "app": "app", "decision": "approved"},
+    "complaint.answer": {"complaint_id": "k-1", "resolution": "upheld"},
+    "practitioner.register": {
+        "member": "hosp/x",
+        "licence_no": "DOC-1",
+        "profession": "doctor",
+        "qualification": "physician",
+        "first_practice": "2010-01-01",
+        "specialties": ["cardiology"],
+    },
+    "practitioner.site": {
+        "licence_no": "DOC-1",
+        "filing": "multi-site",
+        "validity": {"valid_from": "2020-01-01", "valid_until": "2030-01-01"},
+    },
+    "app.register": {"app": "app", "name": "An app"},
+    "report.data-leak": {"incident_id": "l-1", "detected_at": T, "records_affected": 0, "category": "other"},
+    "doctor.authenticate": {"member": "hosp/x", "method": "ca-certificate", "at": T},
+    "patient.verify": {"patient": P, "birth_month": "1990-01", "method": "passport", "at": T},
+    "encounter.record": {"encounter_id": "e-1", "patient": P, "date": "2026-01-01", "diagnosis": "I10", "document": P},
+    "consultation.open": {
+        "consultation_id": "c-1",
+        "patient": P,
+        "specialty": "cardiology",
+        "diagnosis": "I10",
+        "started_at": T,
+    },
+    "consultation.close": {"consultation_id": "c-1", "ended_at": T},
+    "prescription.issue": {
+        "rx_id": "rx-1",
+        "consultation_id": "c-1",
+        "rxnorm": "123",
+        "daily_units": 1,
+        "days": 5,
+        "quantity": 5,
+        "issued_at": T,
+    },
+    "prescription.review": {"rx_id": "rx-1", "decision": "rejected", "reason": "dose", "reviewed_at": T},
+    "prescription.dispense": {"dispense_id": "d-1", "rx_id": "rx-1", "quantity": 5, "dispensed_at": T},
+    "delivery.handover": {"dispense_id": "d-1", "seq": 1, "to": "pickup-point", "at": T},
+    "claim.submit": {"claim_id": "cl-1", "dispense_id": "d-1", "amount_fen": 100},
+    "complaint.file": {"complaint_id": "k-1", "about": "hosp", "category": "privacy", "filed_at": T},
+    "report.adverse-event": {
+        "report_id": "ae-1",
+        "category": "fall",
+        "seriousness": "non-serious",
+        "occurred_at": T,
+        "anonymous": True,
+    },
+}
+
+
+def _literals(tp: Any) -> set[Any]:
+    """Every value a Literal anywhere inside a type admits (through unions, Annotated, Optional)."""
+    if typing.get_origin(tp) is Literal:
+        return set(typing.get_args(tp))
+    found: set[Any] = set()
+    for arg in typing.get_args(tp):
+        found |= _literals(arg)
+    return found
+
+
+# -- drift: the builders are the registry ----------------------------------------------------------------------
+
+
+def test_every_registered_type_has_exactly_one_builder() -> None:
+    methods = {name for name, value in vars(TxBuilder).items() if inspect.isfunction(value) and not name.startswith("_")}
+    assert methods - {"sign"} == {method_name(t) for t in TYPES}
+    assert set(PAYLOAD_MODELS) == set(TYPES)
+    assert set(SAMPLES) == set(TYPES)
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_builder_parameters_are_the_model_fields(type_name: str) -> None:
+    model = PAYLOAD_MODELS[type_name]
+    method = getattr(TxBuilder, method_name(type_name))
+    params = dict(inspect.signature(method).parameters)
+    params.pop("self")
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values()), "keyword-only arguments"
+    assert list(params) == list(model.model_fields), "same fields, in the model's order"
+    hints = typing.get_type_hints(method)
+    for name, info in model.model_fields.items():
+        if info.is_required():
+            assert params[name].default is inspect.Parameter.empty, f"{name} is required by the model"
+        else:
+            assert info.default is None and params[name].default is None, f"{name} is optional (None) in both"
+        assert _literals(hints[name]) == _literals(info.annotation), f"{name}: allowed values differ from the model"
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_builders_validate_with_the_gateways_own_model(type_name: str) -> None:
+    """The node's validator for the type accepts the payload and parses it into the builder's model."""
+    env = getattr(TxBuilder(SigningKey.generate()), method_name(type_name))(**SAMPLES[type_name])
+    assert env.type == type_name
+    parsed = registry().get(type_name).validate(env.payload)
+    assert type(parsed) is PAYLOAD_MODELS[type_name]
+    assert parsed.model_dump(mode="json", exclude_none=True) == env.payload
+
+
+# -- invalid arguments: a sentence naming the field, nothing signed --------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpyKey(SigningKey):
+    """A key that records every signature it makes."""
+
+    def sign(self, domain: bytes, message: bytes) -> bytes:
+        SIGNED.append(message)
+        return super().sign(domain, message)
+
+
+SIGNED: list[bytes] = []
+
+
+@pytest.mark.parametrize(
+    ("type_name", "change", "field"),
+    [
+        ("prescription.issue", {"quantity": 0}, "quantity"),
+        ("prescription.issue", {"rxnorm": "not-a-code"}, "rxnorm"),
+        ("prescription.issue", {"issued_at": "yesterday"}, "issued_at"),
+        ("prescription.issue", {"issued_at": datetime(2026, 3, 2, 8)}, "issued_at"),  # naive
+        ("prescription.issue", {"rx_id": "rx-13912345678"}, "rx_id"),  # a phone number in an id
+        ("prescription.issue", {"days": True}, "days"),  # strict: a bool is not a count
+        ("institution.admit", {"licence": {"number": "LIC-H", "valid_from": "2020-01-01"}}, "licence.valid_until"),
+        ("institution.admit", {"kind": "spa"}, "kind"),
+        ("delivery.handover", {"to": "patient"}, "recipient"),
+        ("practitioner.register", {"specialties": "cardiology"}, "specialties"),
+        ("member.register", {"key": "short"}, "key"),
+    ],
+)
+def test_invalid_argument_is_refused_before_signing(type_name: str, change: dict[str, Any], field: str) -> None:
+    nonces: list[str] = []
+
+    def nonce() -> str:
+        nonces.append("n")
+        return "nonce-0001"
+
+    signer = TxBuilder(SpyKey(b"\x01" * 32), nonce=nonce)
+    SIGNED.clear()
+    with pytest.raises(MedledgerError) as caught:
+        getattr(signer, method_name(type_name))(**{**SAMPLES[type_name], **change})
+    assert isinstance(caught.value, EncodingError) and caught.value.code == "invalid-payload"
+    message = caught.value.message
+    assert message.startswith(f"invalid {type_name} payload: ") and field in message, message
+    assert "\n" not in message
+    assert SIGNED == [] and nonces == [], "nothing may be signed (or a nonce spent) for an invalid payload"
+    # the same key signs once the argument is fixed
+    getattr(signer, method_name(type_name))(**SAMPLES[type_name])
+    assert len(SIGNED) == 1
+
+
+def test_unknown_type_and_extra_fields_are_refused() -> None:
+    signer = TxBuilder(SigningKey.generate())
+    with pytest.raises(EncodingError, match=r"unknown transaction type 'prescription\.cancel'"):
+        signer.sign("prescription.cancel", {"rx_id": "rx-1"})
+    with pytest.raises(EncodingError, match="patient_name: Extra inputs are not permitted"):
+        signer.sign("prescription.issue", {**SAMPLES["prescription.issue"], "patient_name": "Zhang San"})
+    with pytest.raises(TypeError):
+        signer.prescription_issue(**SAMPLES["prescription.issue"], patient_name="Zhang San")  # type: ignore[call-arg]
+
+
+def test_conveniences_become_the_ledgers_spelling() -> None:
+    signer = TxBuilder(SigningKey.generate(), clock=lambda: 1_700_000_000_123, nonce=lambda: "fixed-nonce-1")
+    beijing = timezone(timedelta(hours=8))
+    env = signer.delivery_handover(
+        dispense_id="d-1", seq=1, to="courier", recipient=None, at=datetime(2026, 3, 2, 16, 0, 0, 123_999, beijing)
+    )
+    assert env.payload == {"dispense_id": "d-1", "seq": 1, "to": "courier", "at": "2026-03-02T08:00:00.123Z"}
+    assert env.nonce == "fixed-nonce-1" and env.created_at == "2023-11-14T22:13:20.123Z"
+    assert env.signer == signer.key_id
+    env = signer.institution_admit(
+        org="hosp",
+        name="Hosp",
+        kind="hospital",
+        physical=True,
+        licence={"number": "LIC-H", "valid_from": datetime(2020, 1, 1, tzinfo=UTC).date(), "valid_until": "2030-01-01"},
+    )
+    assert env.payload["licence"] == {"number": "LIC-H", "valid_from": "2020-01-01", "valid_until": "2030-01-01"}
+
+
+# -- a real node accepts what the builders build ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Province]:
+    p = build_province(tmp_path_factory.mktemp("tx-province"))
+    try:
+        yield p
+    finally:
+        p.w.close()
+
+
+def test_a_whole_prescription_chain_built_by_the_builders_is_accepted(province: Province) -> None:
+    steps = prescription_chain(province, "chain-a")
+    assert list(steps) == [
+        "patient.verify",
+        "encounter.record",
+        "doctor.authenticate",
+        "consultation.open",
+        "prescription.issue",
+        "consultation.close",
+        "prescription.review",
+        "prescription.dispense",
+        "delivery.handover",
+        "delivery.handover/courier",
+        "claim.submit",
+    ]
+    assert all(r.status == "ACCEPTED" and r.codes == () for r in steps.values())
+    state = province.w.node.store.get_state("rx/rx-chain-a")
+    assert state is not None and state["dispenses"] == ["d-chain-a"]
+
+
+def test_every_builder_is_accepted_by_a_real_node(province: Province) -> None:
+    """The province and the chain covered the clinical types; the rest, in an order the rules accept."""
+    p, w = province, province.w
+    if not any(t == "claim.submit" for t, _, _ in p.log):
+        prescription_chain(p, "chain-b")
+    reg, admin, doctor = p.signer("regulator"), p.signer("hosp/admin"), p.signer("hosp/dr-li")
+    p.ok(reg.anchor_record(label="export/2026-03", sha256=hashlib.sha256(b"export").hexdigest()))
+    p.ok(p.signer("hosp/gw").complaint_file(complaint_id="k-1", about="hosp", category="billing", filed_at=p.now()))
+    p.ok(reg.complaint_answer(complaint_id="k-1", resolution="mediated"))
+    p.ok(
+        doctor.report_adverse_event(
+            report_id="ae-1",
+            category="adverse-drug-reaction",
+            seriousness="serious",
+            org="hosp",
+            occurred_at=w.t(-3_600_000),
+            anonymous=False,
+        )
+    )
+    p.ok(
+        admin.report_data_leak(
+            incident_id="leak-1", detected_at=w.t(-3_600_000), records_affected=3, category="insider"
+        )
+    )
+    p.ok(reg.practitioner_suspend(licence_no=CLINIC_DOCTOR_LICENCE, reason="investigation"))
+    p.ok(reg.practitioner_reinstate(licence_no=CLINIC_DOCTOR_LICENCE))
+    p.ok(reg.practitioner_revoke(licence_no=CLINIC_DOCTOR_LICENCE, reason="misconduct"))
+    p.ok(reg.institution_suspend(org="clinic", reason="inspection"))
+    p.ok(reg.institution_reinstate(org="clinic"))
+    p.ok(reg.institution_revoke(org="clinic", reason="voluntary"))
+    new_key = key_for("hosp/dr-li#2")
+    p.ok(doctor.member_rotate(member="hosp/dr-li", new_key=new_key.key_id))
+    p.ok(admin.member_revoke(member="hosp/gw", reason="left-organisation"))
+    accepted = {t for t, _, r in p.log if r.status == "ACCEPTED"}
+    assert accepted == set(TYPES), f"never accepted: {sorted(set(TYPES) - accepted)}"
+
+
+# -- the client: bearer token, traces, submit(..., verify=True) --------------------------------------------------
+
+
+def test_client_sends_the_bearer_token_on_every_request() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(404, json={"code": "not-found", "status": 404, "detail": "no such thing"})
+
+    env = TxBuilder(SigningKey.generate()).anchor_record(label="x", sha256=P)
+    with Client("http://node.invalid", token="mlt_secret-token", transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(NotFoundError):
+            client.get_transaction("0" * 64)
+        with pytest.raises(NotFoundError):
+            client.submit(env)
+        with pytest.raises(NotFoundError):
+            client.trace("rx-1")
+    assert [r.headers.get("authorization") for r in seen] == ["Bearer mlt_secret-token"] * 3
+    with Client("http://node.invalid", transport=httpx.MockTransport(answer)) as client, pytest.raises(NotFoundError):
+        client.tree_head()
+    assert "authorization" not in seen[-1].headers
+    for bad in ("", "two words", "line\nbreak"):
+        with pytest.raises(EncodingError, match="bearer token"):
+            Client("http://node.invalid", token=bad)
+
+
+def test_client_submits_builder_envelopes_and_proves_a_trace(province: Province) -> None:
+    p = province
+    if not any(t == "claim.submit" for t, _, _ in p.log):
+        prescription_chain(p, "chain-c")
+    rx_id = next(env.payload["rx_id"] for t, env, _ in p.log if t == "prescription.issue")
+    node_key = SigningKey.from_file(p.w.data / "keys" / "node.key").key_id
+    token = regulator_headers(p.w.data)["authorization"].removeprefix("Bearer ")
+    with BackgroundServer(p.w.node) as server, Client(server.url, token=token, trusted_node_keys=[node_key]) as client:
+        [receipt] = client.submit(p.signer("regulator").anchor_record(label="trace-test", sha256=P), verify=True)
+        assert receipt.status == "ACCEPTED"
+        trace = client.trace(rx_id, check_envelopes=True)
+        assert trace.rx_id == rx_id
+        assert [s.step for s in trace.steps][:5] == [
+            "offline-diagnosis",
+            "doctor-real-name",
+            "consultation",
+            "prescription",
+            "review",
+        ]
+        assert {s.type for s in trace.steps} >= {"prescription.issue", "claim.submit", "delivery.handover"}
+        assert client.trusted_head == trace.tree_head
+        assert trace.tree_head.tree_size >= receipt.tree_head.tree_size
+        with pytest.raises(NotFoundError):
+            client.trace("rx-never-issued")
