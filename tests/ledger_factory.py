@@ -10,8 +10,14 @@ from medledger._serving import BackgroundServer
 from medledger.ledger import envelope
 from medledger.ledger.keys import SigningKey
 from medledger.ledger.receipt import Receipt
-from medledger.node.bootstrap import DEMO_ORG, LedgerKeys, init_ledger
+from medledger.node.bootstrap import DEMO_ORG, REGULATOR_TOKEN, LedgerKeys, init_ledger
 from medledger.node.node import Node, NodeConfig
+
+
+def regulator_headers(data_dir: Path) -> dict[str, str]:
+    """The Authorization header of the regulator credential ``init`` issued for ``data_dir``."""
+    token = (Path(data_dir) / REGULATOR_TOKEN).read_text().strip()
+    return {"authorization": f"Bearer {token}"}
 
 
 @dataclass

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ledger_factory import Populated
+from ledger_factory import Populated, regulator_headers
 from medledger._serving import BackgroundServer, free_port
+from medledger.node.bootstrap import REGULATOR_TOKEN
 from medledger.node.node import Node, NodeConfig
 
 
@@ -43,7 +44,10 @@ def saved(populated: Populated, tmp_path: Path) -> dict[str, Path]:
     node = Node(NodeConfig(populated.data, workers=0, max_wait_ms=1))
     files: dict[str, Path] = {}
     try:
-        with BackgroundServer(node) as server, httpx.Client(base_url=server.url) as http:
+        with (
+            BackgroundServer(node) as server,
+            httpx.Client(base_url=server.url, headers=regulator_headers(populated.data)) as http,
+        ):
             old_head = http.get("/v1/tree-head").json()
             receipt = populated.receipts[3]
             wire = http.get(f"/v1/transactions/{receipt.tx_id}").json()["wire"]
@@ -114,7 +118,8 @@ def test_demo_serves_a_supervised_province_then_verifies(tmp_path: Path) -> None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not alerts:
             try:
-                got = httpx.get(f"http://127.0.0.1:{port}/v1/alerts?limit=50", timeout=5)
+                auth = regulator_headers(data) if (data / REGULATOR_TOKEN).exists() else {}
+                got = httpx.get(f"http://127.0.0.1:{port}/v1/alerts?limit=50", headers=auth, timeout=5)
                 alerts = got.json()["alerts"] if got.status_code == 200 else []
             except httpx.HTTPError:
                 pass

@@ -28,6 +28,10 @@ proof_app = typer.Typer(help="Check proofs offline.", no_args_is_help=True)
 bench_app = typer.Typer(help="Measure throughput and latency (JSON + one-line summary).", no_args_is_help=True)
 app.add_typer(proof_app, name="proof")
 app.add_typer(bench_app, name="bench")
+credentials_app = typer.Typer(
+    help="Bearer credentials of ledger members on this node (read routes, FHIR facade).", no_args_is_help=True
+)
+app.add_typer(credentials_app, name="credentials")
 console = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Path, typer.Option("--data", help="ledger directory")]
@@ -62,6 +66,76 @@ def init(
     except MedledgerError as exc:
         _fail(exc.message)
     console.print(f"created ledger in {data}: regulator {keys.regulator.key_id}, node {keys.node.key_id}")
+    console.print(f"the regulator's bearer credential is in {data / 'keys' / 'regulator.token'}")
+
+
+def _ledger_dir(data: Path) -> None:
+    from medledger.ledger.sqlite_store import DB_NAME
+
+    if not (data / DB_NAME).exists():
+        _fail(f"no ledger in {data}; create one with `medledger init --data {data}`")
+
+
+@credentials_app.command("issue")
+def credentials_issue(
+    member: Annotated[str, typer.Option(help="the ledger member id the credential acts as, e.g. eastlake/gw")],
+    data: DataDir = Path("demo-data"),
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(help="the member's key file: the node signs this member's FHIR writes with it"),
+    ] = None,
+    label: Annotated[str, typer.Option(help="a note for whoever lists credentials later")] = "",
+) -> None:
+    """Issue a credential and print its token (once: the node keeps only its hash)."""
+    from medledger.ledger.sqlite_store import SqliteStore
+    from medledger.node.credentials import Credentials
+
+    _ledger_dir(data)
+    # read-only: a node may be serving this ledger right now (it picks the new credential up by itself)
+    store = SqliteStore(data, readonly=True)
+    try:
+        record = store.get_state("member/" + member)
+        if record is None:
+            _fail(f"no member {member!r} on the ledger in {data}; register it first (member.register)")
+        if signing_key is not None:
+            from medledger.ledger.keys import SigningKey
+
+            try:
+                kid = SigningKey.from_file(signing_key).key_id
+            except (OSError, MedledgerError) as exc:
+                _fail(f"cannot read the key file {signing_key}: {exc}")
+            if store.get_state("key/" + kid) is None or record.get("key") != kid:
+                _fail(f"{signing_key} is not {member}'s active key on the ledger")
+        token = Credentials(data).issue(member, signing_key=signing_key, label=label)
+    finally:
+        store.close()
+    print(token)
+    console.print(f"issued a credential for {member}; send it as `Authorization: Bearer <token>`")
+
+
+@credentials_app.command("list")
+def credentials_list(data: DataDir = Path("demo-data")) -> None:
+    """List issued credentials (member, signing key, when; never the tokens)."""
+    from medledger.node.credentials import Credentials
+
+    _ledger_dir(data)
+    for c in Credentials(data).issued():
+        print(json.dumps({**c.to_json(), "token_sha256": c.token_sha256[:16] + "..."}))
+
+
+@credentials_app.command("revoke")
+def credentials_revoke(
+    member: Annotated[str, typer.Option(help="the member whose credentials end")],
+    data: DataDir = Path("demo-data"),
+) -> None:
+    """Remove every credential of a member on this node (revoking the member on the ledger ends them everywhere)."""
+    from medledger.node.credentials import Credentials
+
+    _ledger_dir(data)
+    count = Credentials(data).revoke(member)
+    if count == 0:
+        _fail(f"{member} has no credential on this node")
+    console.print(f"revoked {count} credential(s) of {member}")
 
 
 @app.command()
@@ -147,30 +221,74 @@ def _read_json(path: Path, what: str) -> Any:
 
 @proof_app.command("verify")
 def proof_verify(
-    proof: Annotated[Path, typer.Option(help="saved inclusion or consistency proof (JSON from the API)")],
+    proof: Annotated[Path | None, typer.Option(help="saved inclusion or consistency proof (JSON from the API)")] = None,
     tree_head: Annotated[
-        Path | None, typer.Option("--tree-head", help="saved signed tree head (JSON); a receipt carries its own")
+        Path | None,
+        typer.Option("--tree-head", help="saved signed tree head (JSON); alone, its signature is checked"),
     ] = None,
     old_tree_head: Annotated[
         Path | None, typer.Option("--old-tree-head", help="older signed tree head, for a consistency proof")
     ] = None,
     envelope: Annotated[
-        Path | None, typer.Option(help="the envelope wire form {envelope, signature}, to check the proof is for it")
+        Path | None,
+        typer.Option(
+            help="the envelope wire form {envelope, signature}, to check the proof is for it; with --trace, "
+            "a JSON list of the steps' wire forms (or GET /v1/transactions answers)"
+        ),
     ] = None,
     receipt: Annotated[
         Path | None,
         typer.Option(help="a receipt (JSON), or one line of `medledger load --receipts` ({receipt, wire})"),
     ] = None,
+    trace: Annotated[
+        Path | None, typer.Option(help="saved GET /v1/prescriptions/{id}/trace (JSON): every step is proven")
+    ] = None,
     trusted_key: Annotated[
         list[str] | None, typer.Option("--trusted-key", help="node key id trusted to sign tree heads (repeatable)")
     ] = None,
 ) -> None:
-    """Check a saved proof against a saved signed tree head or receipt, offline."""
+    """Check, offline, a saved receipt, signed tree head, inclusion or consistency proof, or prescription trace."""
     from medledger import client
 
-    proof_json = _read_json(proof, "proof")
     try:
-        if "first" in proof_json or old_tree_head is not None:
+        if trace is not None:
+            if proof is not None or receipt is not None or tree_head is not None or old_tree_head is not None:
+                _fail(
+                    "a trace carries its own tree head and proofs; give --trace alone (with --envelope, --trusted-key)"
+                )
+            wires = _read_json(envelope, "envelopes") if envelope is not None else None
+            if wires is not None and not isinstance(wires, list):
+                wires = [wires]
+            checked = client.verify_trace_offline(_read_json(trace, "trace"), trusted_key, wires)
+            tied = f"; {len(wires)} envelopes tied to their steps" if wires else ""
+            console.print(
+                f"[bold green]trace holds[/]: all {len(checked.steps)} steps of prescription {checked.rx_id} "
+                f"({', '.join(s.step for s in checked.steps)}) are in the signed tree of size "
+                f"{checked.tree_head.tree_size}{tied}"
+            )
+            return
+        if proof is None:
+            if receipt is not None:
+                saved, wire = _receipt_and_wire(receipt, envelope)
+                got = client.check_receipt_offline(saved, wire, trusted_key)
+                console.print(
+                    f"[bold yellow]receipt signed, inclusion NOT proven[/]: transaction {got.tx_id} and its tree head "
+                    f"of size {got.tree_head.tree_size} are validly signed; prove leaf {got.leaf_index} with --proof "
+                    f"(GET /v1/proofs/inclusion/{got.tx_id}?tree_size={got.tree_head.tree_size})"
+                )
+                return
+            if tree_head is None or old_tree_head is not None:
+                _fail("give --proof, --receipt, --trace, or --tree-head alone (with --trusted-key)")
+            if not trusted_key:
+                _fail("checking a tree head alone needs --trusted-key: a key you do not trust proves nothing")
+            head = client.verify_tree_head_offline(_read_json(tree_head, "tree head"), trusted_key)
+            console.print(
+                f"[bold green]tree head holds[/]: size {head.tree_size}, root {head.root_hash}, at {head.timestamp}, "
+                f"signed by trusted key {head.signer}"
+            )
+            return
+        proof_json = _read_json(proof, "proof")
+        if (isinstance(proof_json, dict) and "first" in proof_json) or old_tree_head is not None:
             if old_tree_head is None or tree_head is None:
                 _fail("a consistency proof needs --old-tree-head and --tree-head")
             client.verify_consistency_offline(
@@ -184,22 +302,17 @@ def proof_verify(
                 f"{proof_json.get('second')}"
             )
             return
-        wire = _read_json(envelope, "envelope") if envelope is not None else None
         if receipt is not None:
-            saved = _read_json(receipt, "receipt")
-            if isinstance(saved, dict) and "receipt" in saved:
-                wire = wire or saved.get("wire")
-                saved = saved["receipt"]
-            if wire is None:
-                _fail("checking a receipt needs the envelope: --envelope, or a receipts-file line with its wire form")
-            client.verify_receipt_offline(saved, proof_json, wire, trusted_keys=trusted_key)
+            saved, wire = _receipt_and_wire(receipt, envelope)
+            got = client.verify_receipt_offline(saved, proof_json, wire, trusted_keys=trusted_key)
             console.print(
-                f"[bold green]receipt holds[/]: transaction {saved.get('tx_id')} is leaf {saved.get('leaf_index')} "
-                f"of the signed tree of size {saved.get('tree_head', {}).get('tree_size')}"
+                f"[bold green]receipt holds[/]: transaction {got.tx_id} is leaf {got.leaf_index} "
+                f"of the signed tree of size {got.tree_head.tree_size}"
             )
             return
         if tree_head is None:
             _fail("an inclusion proof needs --tree-head (or --receipt)")
+        wire = _read_json(envelope, "envelope") if envelope is not None else None
         head_json = _read_json(tree_head, "tree head")
         client.verify_inclusion_offline(proof_json, head_json, wire, trusted_keys=trusted_key)
         console.print(
@@ -208,6 +321,18 @@ def proof_verify(
         )
     except MedledgerError as exc:
         _fail(f"proof does NOT verify: {exc.message}", 2)
+
+
+def _receipt_and_wire(receipt: Path, envelope: Path | None) -> tuple[Any, Any]:
+    """A saved receipt and its envelope: --envelope, or the wire form beside it in a receipts-file line."""
+    saved = _read_json(receipt, "receipt")
+    wire = _read_json(envelope, "envelope") if envelope is not None else None
+    if isinstance(saved, dict) and "receipt" in saved:
+        wire = wire or saved.get("wire")
+        saved = saved["receipt"]
+    if wire is None:
+        _fail("checking a receipt needs the envelope: --envelope, or a receipts-file line with its wire form")
+    return saved, wire
 
 
 @app.command()

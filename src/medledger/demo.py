@@ -25,6 +25,7 @@ from rich.table import Table
 
 from medledger.errors import MedledgerError
 from medledger.ledger.sqlite_store import DB_NAME, SqliteStore
+from medledger.node.bootstrap import REGULATOR_TOKEN
 from medledger.sim.drivers import EmbeddedDriver
 from medledger.sim.report import summary_table
 from medledger.sim.run import SIM_START, SimConfig, run_simulation
@@ -75,7 +76,12 @@ def run_demo(
     try:
         with BackgroundServer(driver.node, port=port) as server:
             console.print(f"API serving at {server.url}  (OpenAPI: {server.url}/docs)")
-            console.print(f"  try: curl -s '{server.url}/v1/alerts?limit=5'   curl -s {server.url}/v1/tree-head")
+            token = (data / REGULATOR_TOKEN).read_text().strip()
+            console.print(f"regulator credential: {token}  (also in {data / REGULATOR_TOKEN})")
+            console.print(
+                f"  try: curl -s -H 'Authorization: Bearer {token}' '{server.url}/v1/alerts?limit=5'\n"
+                f"       curl -s {server.url}/v1/tree-head    curl -s {server.url}/fhir/metadata"
+            )
             console.print(
                 f"streaming the province at {rate:g} transactions/s "
                 + (f"for {duration:g} s" if duration else "until Ctrl-C")

@@ -95,3 +95,10 @@ class VerificationError(MedledgerError):
         super().__init__(message, height=height, tx_id=tx_id, **detail)
         self.height = height
         self.tx_id = tx_id
+
+
+class AccessError(MedledgerError):
+    """A request without the credential a route needs (401), or whose role the route refuses (403)."""
+
+    code = "forbidden"
+    status = 403

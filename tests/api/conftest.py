@@ -41,7 +41,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiLedger]:
     keys = init_ledger(data_dir)
     node = open_node(data_dir)
     try:
-        with TestClient(create_app(node)) as client:
+        with TestClient(create_app(node), headers={"authorization": f"Bearer {keys.regulator_token}"}) as client:
             yield ApiLedger(data_dir, keys, node, client)
     finally:
         node.close()
@@ -84,7 +84,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiLedger]:
     try:
         with (
             LiveServer(node, max_body_bytes=256 * 1024) as server,
-            httpx.Client(base_url=server.url, timeout=30) as client,
+            httpx.Client(
+                base_url=server.url, timeout=30, headers={"authorization": f"Bearer {keys.regulator_token}"}
+            ) as client,
         ):
             yield ApiLedger(data_dir, keys, node, client)
     finally:

@@ -193,6 +193,12 @@ def test_openapi_describes_bodies_and_problems(api: ApiLedger) -> None:
         assert name in schemas, name
     for path, item in paths.items():
         for op in item.values():
+            if path == "/fhir" or path.startswith("/fhir/"):
+                # errors under /fhir are FHIR OperationOutcomes, not problem+json
+                for status in ("4XX", "5XX"):
+                    outcome = op["responses"][status]["content"]["application/fhir+json"]["schema"]
+                    assert outcome == {"$ref": "#/components/schemas/OperationOutcome"}, path
+                continue
             problem = op["responses"]["4XX"]["content"]["application/problem+json"]["schema"]
             assert problem == {"$ref": "#/components/schemas/Problem"}, path
             assert "422" not in op["responses"], path  # FastAPI's own validation body is never sent

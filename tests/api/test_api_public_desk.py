@@ -19,11 +19,15 @@ from medledger.ledger.timefmt import format_ms, now_ms
 from medledger.node.bootstrap import init_ledger
 from medledger.node.node import Node, NodeConfig
 
+#: the regulator's credential, to read back what the desk wrote (filled in by the fixture)
+AUTH: dict[str, str] = {}
+
 
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Node]]:
     data = tmp_path_factory.mktemp("desk") / "ledger"
     keys = init_ledger(data)
+    AUTH["authorization"] = f"Bearer {keys.regulator_token}"
     node = Node(NodeConfig(data, workers=0, max_wait_ms=2))
     admit = envelope.build(
         keys.regulator,
@@ -57,7 +61,7 @@ def test_a_complaint_is_filed_signed_by_the_node_with_a_receipt(desk: tuple[str,
     assert response.status_code == 201, response.text
     filed = response.json()
     assert filed["id"].startswith("pc-") and filed["receipt"]["status"] == "ACCEPTED"
-    tx = httpx.get(f"{url}/v1/transactions/{filed['receipt']['tx_id']}").json()
+    tx = httpx.get(f"{url}/v1/transactions/{filed['receipt']['tx_id']}", headers=AUTH).json()
     assert tx["envelope"]["type"] == "complaint.file"
     assert tx["envelope"]["signer"] == node.key.key_id
     assert tx["envelope"]["payload"]["complaint_id"] == filed["id"]
@@ -76,7 +80,7 @@ def test_an_adverse_event_is_always_anonymous(desk: tuple[str, Node]) -> None:
     }
     response = _post(url, "/v1/public/adverse-events", body)
     assert response.status_code == 201, response.text
-    tx = httpx.get(f"{url}/v1/transactions/{response.json()['receipt']['tx_id']}").json()
+    tx = httpx.get(f"{url}/v1/transactions/{response.json()['receipt']['tx_id']}", headers=AUTH).json()
     assert tx["envelope"]["payload"]["anonymous"] is True
     assert tx["outcome"]["status"] == "ACCEPTED"
 

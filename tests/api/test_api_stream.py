@@ -17,11 +17,15 @@ from medledger.ledger.timefmt import format_ms, now_ms
 from medledger.node.bootstrap import DEMO_ORG, LedgerKeys, init_ledger
 from medledger.node.node import Node, NodeConfig
 
+#: the regulator's credential (the stream is for supervisors; filled in by the fixture)
+AUTH: dict[str, str] = {}
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Node, LedgerKeys, SigningKey]]:
     data = tmp_path_factory.mktemp("stream") / "ledger"
     keys = init_ledger(data)
+    AUTH["authorization"] = f"Bearer {keys.regulator_token}"
     node = Node(NodeConfig(data, workers=0, max_wait_ms=2))
     doctor = SigningKey.generate()
     reg = envelope.build(
@@ -75,7 +79,7 @@ def _unlicensed_consultation(node: Node, doctor: SigningKey) -> Receipt:
 
 def test_a_live_block_arrives_with_its_alerts_first(served: tuple[str, Node, LedgerKeys, SigningKey]) -> None:
     url, node, _keys, doctor = served
-    with httpx.stream("GET", url + "/v1/stream", timeout=30) as response:
+    with httpx.stream("GET", url + "/v1/stream", headers=AUTH, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = response.iter_lines()
@@ -101,11 +105,11 @@ def test_reconnecting_with_last_event_id_resumes_without_gaps(
     ]
     heights = [node.submit_sync([a.to_wire()])[0].height for a in anchors]
     resume_after = heights[0]
-    with httpx.stream("GET", url + "/v1/stream", headers={"Last-Event-ID": str(resume_after)}, timeout=30) as r:
+    with httpx.stream("GET", url + "/v1/stream", headers={**AUTH, "Last-Event-ID": str(resume_after)}, timeout=30) as r:
         frames = _events(r.iter_lines(), heights[-1])
     blocks = [int(ident) for event, ident, _ in frames if event == "block" and ident is not None]
     assert blocks == list(range(resume_after + 1, heights[-1] + 1))
-    with httpx.stream("GET", url + "/v1/stream", params={"since": 0}, timeout=30) as r:
+    with httpx.stream("GET", url + "/v1/stream", params={"since": 0}, headers=AUTH, timeout=30) as r:
         frames = _events(r.iter_lines(), 1)
     assert [ident for event, ident, _ in frames if event == "block"] == ["0", "1"]
 
@@ -113,6 +117,6 @@ def test_reconnecting_with_last_event_id_resumes_without_gaps(
 @pytest.mark.parametrize("header", ["abc", "-1", "9" * 40])
 def test_a_bad_last_event_id_is_a_problem(served: tuple[str, Node, LedgerKeys, SigningKey], header: str) -> None:
     url, *_ = served
-    response = httpx.get(url + "/v1/stream", headers={"Last-Event-ID": header}, timeout=30)
+    response = httpx.get(url + "/v1/stream", headers={**AUTH, "Last-Event-ID": header}, timeout=30)
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")

@@ -26,18 +26,23 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from medledger.api import problems
+from medledger.api.access import ROLE_INSURER, Access, Caller, requires
+from medledger.api.fhir import reads as fhir_reads
+from medledger.api.fhir import writes as fhir_writes
+from medledger.api.fhir.outcome import is_fhir_path
+from medledger.api.fhir.routes import install_fhir
 from medledger.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from medledger.api.metrics import Metrics
 from medledger.api.public import install_public_desk
 from medledger.api.stream import install_stream
 from medledger.contracts import queries
-from medledger.errors import EncodingError, MedledgerError, NotFoundError, StoreError, VerificationError
+from medledger.errors import AccessError, EncodingError, MedledgerError, NotFoundError, StoreError, VerificationError
 from medledger.ledger import envelope, proofs
 from medledger.ledger.block import BlockHeader, TreeHead
 from medledger.ledger.canonical import b64e, parse_json
@@ -45,12 +50,15 @@ from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.receipt import Receipt
 from medledger.ledger.store import AlertQuery, TxRecord
 from medledger.ledger.timefmt import format_ms, parse_ms
+from medledger.node.credentials import Credentials
 from medledger.node.node import MAX_BATCH, Node
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 TX_ID_PATTERN = r"^[0-9a-f]{64}$"
 #: SQLite integers are signed 64-bit; larger path/query values are refused as parameters, not crashes.
 MAX_INT = 2**63 - 1
+#: the rule insurers supervise (access.SCOPES)
+CLAIM_RULE = "CLAIM-MATCH"
 JSON_MEDIA_TYPE = "application/json"
 #: a listing's page cursor: the `next` of the previous page (a state key suffix)
 Cursor = Annotated[
@@ -407,18 +415,55 @@ def _custom_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 js = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(js.pop("$defs", {}))
                 components[model.__name__] = js
+            components["OperationOutcome"] = problems.OPERATION_OUTCOME_SCHEMA
+            # what the FHIR routes answer: CapabilityStatement, FhirResource, SearchsetBundle, BundleResponse...
+            components.update(fhir_reads.OPENAPI_SCHEMAS)
+            components.update(fhir_writes.OPENAPI_SCHEMAS)
+            _fhir_errors_are_outcomes(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     return build
 
 
+def _fhir_errors_are_outcomes(schema: dict[str, Any]) -> None:
+    """The app-wide 4XX/5XX entries say problem+json, but under /fhir every error is rendered as an
+    OperationOutcome (problems.install): document that instead, for those paths only."""
+    for path, operations in schema.get("paths", {}).items():
+        if not is_fhir_path(path):
+            continue
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            for status in ("4XX", "5XX"):
+                if status in responses:
+                    responses[status] = {**problems.OUTCOME_RESPONSE}
+
+
+def _alert_scope(caller: Caller, rule: str | None, institution: str | None) -> tuple[str | None, str | None]:
+    """Narrow an alert query to what ``caller`` may see (access.SCOPES); asking for more is a 403."""
+    if caller.supervisor:
+        return rule, institution
+    if caller.role == ROLE_INSURER:
+        if rule not in (None, CLAIM_RULE):
+            raise AccessError(f"an insurer sees {CLAIM_RULE} alerts only, not {rule}")
+        return CLAIM_RULE, institution
+    if institution not in (None, caller.org):
+        raise AccessError(f"{caller.org} sees its own alerts only, not {institution}'s")
+    return rule, caller.org
+
+
 # -- the app --------------------------------------------------------------------------------------------------
 
 
-def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """An ASGI app serving ``node``; the caller owns the node and closes it after the server stops."""
+def create_app(
+    node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, credentials: Credentials | None = None
+) -> FastAPI:
+    """An ASGI app serving ``node``; the caller owns the node and closes it after the server stops.
+
+    ``credentials`` defaults to the ``credentials.json`` beside the node's ledger.
+    """
     store = node.store
+    access = Access(credentials or Credentials(node.config.data_dir), store.get_state)
     metrics = Metrics()
     tip = store.tip()
     if tip is not None:
@@ -433,6 +478,7 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
         responses={"4XX": problems.PROBLEM_RESPONSE, "5XX": problems.PROBLEM_RESPONSE},
     )
     app.state.node = node
+    app.state.access = access
     app.state.metrics = metrics
     app.openapi = _custom_openapi(app)  # type: ignore[method-assign]
     problems.install(app, metrics.refused)
@@ -492,10 +538,12 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
 
     install_public_desk(app, node, read_body=_read_body, require_json=_require_json, receipts=_receipts)
     install_stream(app, node)
+    install_fhir(app, node, read_body=_read_body, receipts=_receipts)
 
     @app.get("/v1/transactions/{tx_id}", response_model=TransactionModel, summary="A committed transaction")
     def get_transaction(
         tx_id: Annotated[str, Path(pattern=TX_ID_PATTERN, description="64 lowercase hex characters")],
+        _: Annotated[Caller, Depends(requires("transactions.read"))],
     ) -> Response:
         record = store.tx(tx_id)
         if record is None:
@@ -515,7 +563,9 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
         })
 
     @app.get("/v1/blocks/{height}", response_model=BlockModel, summary="A committed block and its transactions")
-    def get_block(height: Annotated[int, Path(ge=0, le=MAX_INT)]) -> Response:
+    def get_block(
+        height: Annotated[int, Path(ge=0, le=MAX_INT)], _: Annotated[Caller, Depends(requires("blocks.read"))]
+    ) -> Response:
         block = store.block(height)
         if block is None:
             raise NotFoundError(f"there is no block at height {height}; the latest is {node.tip.height}")
@@ -540,6 +590,7 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
 
     @app.get("/v1/alerts", response_model=AlertList, summary="Rule violations, newest first, filtered")
     def get_alerts(
+        caller: Annotated[Caller, Depends(requires("alerts.read"))],
         rule: Annotated[
             str | None, Query(pattern=r"^[A-Z][A-Z-]{1,39}$", description="rule id, e.g. RX-LIMITS")
         ] = None,
@@ -550,6 +601,7 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
         before: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}-[0-9]{1,9}$", description="alert id cursor")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Response:
+        rule, institution = _alert_scope(caller, rule, institution)
         cursor = None
         if before is not None:
             height, seq = before.split("-")
@@ -568,6 +620,7 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
 
     @app.get("/v1/institutions", response_model=InstitutionList, summary="Institutions and their licences")
     def get_institutions(
+        _: Annotated[Caller, Depends(requires("registry.read"))],
         kind: Annotated[str | None, Query(pattern=r"^[a-z-]{1,40}$")] = None,
         status: Annotated[str | None, Query(pattern=r"^(active|suspended|revoked)$")] = None,
         after: Cursor = None,
@@ -590,6 +643,7 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
 
     @app.get("/v1/practitioners", response_model=PractitionerList, summary="Practitioners, by licence number")
     def get_practitioners(
+        _: Annotated[Caller, Depends(requires("registry.read"))],
         profession: Annotated[str | None, Query(pattern=r"^(doctor|pharmacist)$")] = None,
         status: Annotated[str | None, Query(pattern=r"^(active|suspended|revoked)$")] = None,
         org: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")] = None,
@@ -605,16 +659,26 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
         "/v1/prescriptions/{rx_id}/trace", response_model=TraceModel,
         summary="A prescription's whole chain with inclusion proofs",
     )
-    def get_trace(rx_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")]) -> Response:
+    def get_trace(
+        rx_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")],
+        caller: Annotated[Caller, Depends(requires("trace.read"))],
+    ) -> Response:
         chain = queries.prescription_chain(store, rx_id)
         if chain is None:
             raise NotFoundError(
                 f"no accepted prescription {rx_id!r}; a REJECTED one changes no state, find it in /v1/alerts"
             )
+        records = [(step, tx_id, store.tx(tx_id)) for step, tx_id in chain]
+        if not caller.supervisor and not any(
+            record is not None and _signer_org(_stored_envelope(record).signer) == caller.org
+            for _, _, record in records
+        ):
+            # the same answer as for a prescription that does not exist: a hospital must not learn
+            # which prescription ids other institutions use
+            raise NotFoundError(f"no prescription {rx_id!r} that {caller.org} took part in")
         head = latest_head()
         steps = []
-        for step, tx_id in chain:
-            record = store.tx(tx_id)
+        for step, tx_id, record in records:
             if record is None:
                 raise VerificationError(
                     f"state cites transaction {tx_id} that the store lacks; run `medledger verify`", tx_id=tx_id
@@ -630,6 +694,11 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
                 "proof": [p.hex() for p in path],
             })
         return _json({"rx_id": rx_id, "tree_head": head.to_json(), "steps": steps})
+
+    def _signer_org(kid: str) -> str | None:
+        key = store.get_state("key/" + kid)
+        member = store.get_state("member/" + key["member"]) if isinstance(key, dict) else None
+        return member.get("org") if isinstance(member, dict) else None
 
     def latest_head() -> TreeHead:
         head = store.tree_head()
@@ -698,6 +767,8 @@ def create_app(node: Node, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> F
 
     @app.get(
         "/metrics", summary="Prometheus metrics",
+        # not JSON: without this FastAPI documents an application/json 200 the route never sends
+        response_class=Response,
         responses={200: {"content": {METRICS_CONTENT_TYPE: {"schema": {"type": "string"}}}}},
     )
     async def get_metrics() -> Response:

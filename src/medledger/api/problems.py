@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from medledger.errors import MedledgerError
+from medledger.api.fhir import outcome
+from medledger.errors import AccessError, MedledgerError
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,31 @@ PROBLEM_RESPONSE: dict[str, Any] = {
 }
 
 
+#: What an error under /fhir is instead (``problem_response(..., fhir=True)``): a FHIR OperationOutcome.
+OPERATION_OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "a FHIR R4 OperationOutcome; `issue.details.coding` carries the medledger problem code",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"const": "OperationOutcome"},
+        "issue": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["severity", "code"],
+                "properties": {"severity": {"type": "string"}, "code": {"type": "string"}},
+            },
+        },
+    },
+}
+#: OpenAPI ``responses`` entry for errors under /fhir (the schema is added by the app's OpenAPI builder).
+OUTCOME_RESPONSE: dict[str, Any] = {
+    "description": "a FHIR OperationOutcome (every error under /fhir, whatever raised it)",
+    "content": {outcome.FHIR_JSON: {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}},
+}
+
+
 def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
@@ -99,11 +125,18 @@ def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str,
 
 
 def problem_response(
-    body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None, hook: ProblemHook | None = None
+    body: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str] | None = None,
+    hook: ProblemHook | None = None,
+    fhir: bool = False,
 ) -> Response:
+    """The problem as problem+json, or (``fhir``: the request was under /fhir) as a FHIR OperationOutcome."""
     status = int(body["status"])
     if hook is not None:
         hook(str(body["code"]), status)
+    if fhir:
+        return outcome.fhir_response(outcome.from_problem(body), status, headers=headers)
     return Response(
         orjson.dumps(body, default=str),
         status_code=status,
@@ -157,20 +190,27 @@ def _http_problem(request: Request, exc: StarletteHTTPException) -> dict[str, An
     return problem_body(status, code, detail)
 
 
+def _fhir(request: Request) -> bool:
+    return outcome.is_fhir_path(request.url.path)
+
+
 def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
     """Route every exception the app can raise to a problem+json answer."""
 
     async def on_medledger(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MedledgerError)
-        return problem_response(exc.to_problem(), hook=hook)
+        # RFC 9110 §11.6.1: a 401 names the scheme that would succeed
+        challenge = isinstance(exc, AccessError) and exc.status == 401
+        headers = {"WWW-Authenticate": 'Bearer realm="medledger"'} if challenge else None
+        return problem_response(exc.to_problem(), headers=headers, hook=hook, fhir=_fhir(request))
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return problem_response(_validation_problem(exc), hook=hook)
+        return problem_response(_validation_problem(exc), hook=hook, fhir=_fhir(request))
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return problem_response(_http_problem(request, exc), headers=exc.headers, hook=hook)
+        return problem_response(_http_problem(request, exc), headers=exc.headers, hook=hook, fhir=_fhir(request))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Logged with the traceback here; the client learns only that it was our fault.
@@ -181,7 +221,7 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
             "the server failed while handling this request; it has been logged. If this was a submission, "
             "look its tx_id up before resending",
         )
-        return problem_response(body, hook=hook)
+        return problem_response(body, hook=hook, fhir=_fhir(request))
 
     app.add_exception_handler(MedledgerError, on_medledger)
     app.add_exception_handler(RequestValidationError, on_validation)

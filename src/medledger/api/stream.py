@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from starlette.responses import StreamingResponse
 
+from medledger.api.access import Caller, requires
 from medledger.errors import EncodingError
 from medledger.node.node import Node
 
@@ -67,6 +68,7 @@ def _start(last_event_id: str | None, since: int | None, tip: int) -> int:
 
 
 def install_stream(app: FastAPI, node: Node) -> None:
+    """Add ``GET /v1/stream`` (supervisors only: access.POLICY ``stream.read``)."""
     @app.get(
         "/v1/stream",
         summary="Server-sent events: every committed block and its alerts (resumable with Last-Event-ID)",
@@ -75,6 +77,7 @@ def install_stream(app: FastAPI, node: Node) -> None:
     )
     async def stream(
         request: Request,
+        _: Annotated[Caller, Depends(requires("stream.read"))],
         since: int | None = Query(None, ge=0, le=2**62, description="first block height to send"),
     ) -> StreamingResponse:
         first = _start(request.headers.get("last-event-id"), since, node.tip.height)

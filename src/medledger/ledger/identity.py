@@ -38,8 +38,10 @@ from medledger.ledger.txtypes import (
 REGULATOR = "regulator"
 NODE = "node"
 ADMIN = "admin"
-#: Roles only the regulator may grant.
-PRIVILEGED_ROLES = frozenset({REGULATOR, NODE, ADMIN})
+#: a consortium auditor: replicates and reads everything, writes nothing of its own
+AUDITOR = "auditor"
+#: Roles only the regulator may grant (an institution granting itself auditor would read every institution).
+PRIVILEGED_ROLES = frozenset({REGULATOR, NODE, ADMIN, AUDITOR})
 DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]

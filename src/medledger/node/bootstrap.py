@@ -9,6 +9,7 @@ institution's admin) goes through the normal submission path.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from medledger.ledger.identity import ADMIN, REGULATOR
 from medledger.ledger.keys import SigningKey
 from medledger.ledger.sqlite_store import DB_NAME
 from medledger.ledger.timefmt import now_ms
+from medledger.node.credentials import Credentials
 from medledger.node.node import Node, NodeConfig
 
 REGULATOR_MEMBER = REGULATOR
@@ -28,11 +30,16 @@ DEMO_ADMIN = "demo-hospital/admin"
 CONFIG_NAME = "medledger.json"
 
 
+REGULATOR_TOKEN = "keys/regulator.token"
+
+
 @dataclass(frozen=True)
 class LedgerKeys:
     regulator: SigningKey
     node: SigningKey
     demo_admin: SigningKey
+    #: bearer credential of the regulator on this node (signs its FHIR writes with the regulator key)
+    regulator_token: str
 
     @classmethod
     def load(cls, data_dir: Path) -> LedgerKeys:
@@ -41,6 +48,7 @@ class LedgerKeys:
             SigningKey.from_file(d / "regulator.key"),
             SigningKey.from_file(d / "node.key"),
             SigningKey.from_file(d / "demo-admin.key"),
+            (data_dir / REGULATOR_TOKEN).read_text().strip(),
         )
 
 
@@ -51,7 +59,8 @@ def init_ledger(
     max_clock_skew_ms: int = 300_000,
     clock: Callable[[], int] = now_ms,
 ) -> LedgerKeys:
-    """Create ``data_dir`` with keys, genesis (block 0) and the demo admin (block 1).
+    """Create ``data_dir`` with keys, genesis (block 0), the demo admin (block 1) and the regulator's
+    bearer credential (``keys/regulator.token``).
 
     ``clock`` stamps the genesis and the first block: the simulator builds a
     whole ledger in simulated time, and block times may never go backwards.
@@ -95,6 +104,12 @@ def init_ledger(
         node.submit_sync([register.to_wire()])
     finally:
         node.close()
+    token = Credentials(data_dir).issue(REGULATOR_MEMBER, signing_key=keys_dir / "regulator.key", label="init")
+    token_fd = os.open(data_dir / REGULATOR_TOKEN, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(token_fd, token.encode() + b"\n")
+    finally:
+        os.close(token_fd)
     (data_dir / CONFIG_NAME).write_text(
         json.dumps(
             {
@@ -104,6 +119,7 @@ def init_ledger(
                     "regulator": "keys/regulator.key",
                     "node": "keys/node.key",
                     "demo_admin": "keys/demo-admin.key",
+                    "regulator_token": REGULATOR_TOKEN,
                 },
                 "demo": {"org": DEMO_ORG, "admin_member": DEMO_ADMIN},
             },
@@ -111,4 +127,4 @@ def init_ledger(
         )
         + "\n"
     )
-    return LedgerKeys(regulator, node_key, admin)
+    return LedgerKeys(regulator, node_key, admin, token)

@@ -34,7 +34,7 @@ from medledger.ledger.receipt import Receipt
 from medledger.ledger.sqlite_store import DB_NAME, SqliteStore
 from medledger.ledger.store import AlertQuery
 from medledger.ledger.timefmt import now_ms
-from medledger.node.bootstrap import init_ledger
+from medledger.node.bootstrap import REGULATOR_TOKEN, init_ledger
 from medledger.node.node import Node, NodeConfig
 
 #: the embedded driver cuts one block per simulated minute: well inside the ledger's 5-minute clock skew
@@ -174,7 +174,12 @@ class HttpDriver:
             )
         self.regulator = SigningKey.from_file(key_file)
         self.client = Client(self.url, timeout=timeout)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers={"accept": "application/json"})
+        # alerts are read back as the regulator, with the credential `init` issued beside its key
+        token_file = self.data_dir / REGULATOR_TOKEN
+        headers = {"accept": "application/json"}
+        if token_file.exists():
+            headers["authorization"] = "Bearer " + token_file.read_text().strip()
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
         try:
             head = self.client.tree_head()
         except MedledgerError as exc:
