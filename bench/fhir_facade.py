@@ -27,9 +27,8 @@ from typing import Any
 import httpx
 import orjson
 
-from medledger._serving import BackgroundServer
 from medledger.api.fhir import conventions as cv
-from medledger.benchmarks import _drain, machine, throughput
+from medledger.benchmarks import _drain, machine, served, throughput
 from medledger.contracts import formulary
 from medledger.ledger import envelope
 from medledger.ledger.keys import SigningKey
@@ -317,43 +316,43 @@ def fhir_bench(chains: int = 1000, concurrency: int = 8, log: Any = None) -> dic
                         ]
                     )
                 )
-            with BackgroundServer(node) as server:
-                auth = {"authorization": f"Bearer {token}"}
-
-                def fhir_sender() -> Any:
-                    client = httpx.Client(
-                        base_url=server.url, timeout=120, headers={**auth, "content-type": "application/fhir+json"}
-                    )
-
-                    def send(body: bytes) -> list[str]:
-                        r = client.post("/fhir", content=body)
-                        if r.status_code != 200:
-                            raise RuntimeError(f"FHIR {r.status_code}: {r.text[:300]}")
-                        return [e["response"]["status"] for e in r.json()["entry"]]
-
-                    return send
-
-                def native_sender() -> Any:
-                    client = httpx.Client(
-                        base_url=server.url, timeout=120, headers={"content-type": "application/json"}
-                    )
-
-                    def send(body: bytes) -> list[str]:
-                        r = client.post("/v1/transactions", content=body)
-                        if r.status_code != 200:
-                            raise RuntimeError(f"native {r.status_code}: {r.text[:300]}")
-                        return [x["status"] for x in r.json()["receipts"]]
-
-                    return send
-
-                native_statuses, native_s = _drain(native_work, concurrency, native_sender)
-                if log:
-                    log(f"native: {chains} chains in {native_s:.2f}s {dict(native_statuses)}")
-                fhir_statuses, fhir_s = _drain(fhir_work, concurrency, fhir_sender)
-                if log:
-                    log(f"fhir: {chains} bundles in {fhir_s:.2f}s {dict(fhir_statuses)}")
         finally:
             node.close()
+        auth = {"authorization": f"Bearer {token}"}
+        # `medledger serve` in its own process, as in production: the client threads here must not
+        # share the server's GIL (in one process they halved both paths and hid the facade's own cost)
+        with served(data) as url:
+
+            def fhir_sender() -> Any:
+                client = httpx.Client(
+                    base_url=url, timeout=120, headers={**auth, "content-type": "application/fhir+json"}
+                )
+
+                def send(body: bytes) -> list[str]:
+                    r = client.post("/fhir", content=body)
+                    if r.status_code != 200:
+                        raise RuntimeError(f"FHIR {r.status_code}: {r.text[:300]}")
+                    return [e["response"]["status"] for e in r.json()["entry"]]
+
+                return send
+
+            def native_sender() -> Any:
+                client = httpx.Client(base_url=url, timeout=120, headers={"content-type": "application/json"})
+
+                def send(body: bytes) -> list[str]:
+                    r = client.post("/v1/transactions", content=body)
+                    if r.status_code != 200:
+                        raise RuntimeError(f"native {r.status_code}: {r.text[:300]}")
+                    return [x["status"] for x in r.json()["receipts"]]
+
+                return send
+
+            native_statuses, native_s = _drain(native_work, concurrency, native_sender)
+            if log:
+                log(f"native: {chains} chains in {native_s:.2f}s {dict(native_statuses)}")
+            fhir_statuses, fhir_s = _drain(fhir_work, concurrency, fhir_sender)
+            if log:
+                log(f"fhir: {chains} bundles in {fhir_s:.2f}s {dict(fhir_statuses)}")
     fhir_rate, native_rate = chains / fhir_s, chains / native_s
     result = {
         "benchmark": "fhir",

@@ -27,8 +27,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -242,21 +243,11 @@ def library_ingest(count: int, *, batch: int = 500, submitters: int = 4, log: Lo
 
 
 def http_ingest(count: int, *, batch: int = 500, concurrency: int = 4, log: Log = None) -> dict[str, Any]:
-    from medledger._serving import free_port
-
     with tempfile.TemporaryDirectory(prefix="medledger-bench-") as tmp:
         data, seed = _prepare_ledger(Path(tmp))
         items = make_envelopes(seed, count)
         bodies = [orjson.dumps(items[i : i + batch]) for i in range(0, count, batch)]
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "medledger", "serve", "--data", str(data), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(url, server)
+        with served(data) as url:
             clients: list[httpx.Client] = []
 
             def poster() -> Callable[[bytes], list[str]]:
@@ -276,17 +267,35 @@ def http_ingest(count: int, *, batch: int = 500, concurrency: int = 4, log: Log 
             finally:
                 for client in clients:
                     client.close()
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
     if statuses != {"ACCEPTED": count}:
         raise RuntimeError(f"HTTP bench workload not all accepted: {dict(statuses)}")
     if log:
         log(f"http: {count} envelopes committed in {elapsed:.2f} s")
     return throughput(count, elapsed, batch=batch, concurrency=concurrency)
+
+
+@contextmanager
+def served(data: Path) -> Iterator[str]:
+    """``medledger serve`` on ``data`` in its own process (clients in this one must not share its GIL);
+    yields the base URL, stops it with SIGTERM (a clean shutdown) on exit."""
+    from medledger._serving import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "medledger", "serve", "--data", str(data), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, server)
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
