@@ -38,7 +38,7 @@ def _prescriber(
     }
 
 
-def _gateway_rx(w: World, cid: str, prescriber: dict[str, str] | None) -> Any:
+def _gateway_rx(w: World, cid: str, prescriber: dict[str, str] | None, *, by: str = "hosp/gw") -> Any:
     payload: dict[str, Any] = {
         "rx_id": w.name("rx-gw"),
         "consultation_id": cid,
@@ -50,7 +50,7 @@ def _gateway_rx(w: World, cid: str, prescriber: dict[str, str] | None) -> Any:
     }
     if prescriber is not None:
         payload["prescriber"] = prescriber
-    return w.send("hosp/gw", "prescription.issue", payload), payload["rx_id"]
+    return w.send(by, "prescription.issue", payload), payload["rx_id"]
 
 
 def _visit(w: World) -> str:
@@ -112,18 +112,8 @@ def test_one_flipped_bit_in_the_signature_is_refused(w: World) -> None:
 
 
 def test_a_doctor_may_not_sign_as_another_doctor(w: World) -> None:
-    cid = _visit(w)
-    payload = {
-        "rx_id": w.name("rx-as"),
-        "consultation_id": cid,
-        "rxnorm": AMLODIPINE.rxnorm[0],
-        "daily_units": 1,
-        "days": 5,
-        "quantity": 5,
-        "issued_at": w.t(),
-        "prescriber": _prescriber(w.keys["hosp/dr-wang"], "hosp/dr-wang"),
-    }
-    receipt = w.send("hosp/dr-li", "prescription.issue", payload)
+    claim = _prescriber(w.keys["hosp/dr-wang"], "hosp/dr-wang")
+    receipt, _ = _gateway_rx(w, _visit(w), claim, by="hosp/dr-li")
     assert outcome(receipt) == hard("NOT-AUTHORISED"), receipt.reason
 
 
