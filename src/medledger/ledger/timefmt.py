@@ -7,6 +7,7 @@ times are integer milliseconds since the Unix epoch.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,10 +19,15 @@ _MS = timedelta(milliseconds=1)
 _pattern = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    # strftime is most of format_ms's cost, and the times of one block share their second
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
 def format_ms(ms: int) -> str:
     """Render epoch milliseconds in the ledger's timestamp format."""
-    dt = datetime.fromtimestamp(ms // 1000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return _second(ms // 1000) + f"{ms % 1000:03d}Z"
 
 
 def parse_ms(text: str, *, what: str = "timestamp") -> int:
