@@ -21,8 +21,10 @@ _pattern = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 @functools.lru_cache(maxsize=4096)
 def _second(seconds: int) -> str:
-    # strftime is most of format_ms's cost, and the times of one block share their second
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    # the times of one block share their second, so formatting it is cached; fields are padded by hand
+    # because strftime's %Y does not pad years before 1000 on every platform (parse_ms requires four digits)
+    d = _EPOCH + timedelta(seconds=seconds)
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}."
 
 
 def format_ms(ms: int) -> str:
