@@ -34,11 +34,13 @@ from typing import Any
 import orjson
 
 from medledger.api.fhir import conventions as cv
-from medledger.api.fhir.render import RENDERERS, Context, Row, Signer, Tx, render
+from medledger.api.fhir.render import RENDERERS, Context, Row, Tx, render
 from medledger.errors import StoreError
+from medledger.ledger.identity import signer_of
 from medledger.ledger.sqlite_store import SqliteStore
 from medledger.ledger.store import Store
 from medledger.ledger.timefmt import format_ms, parse_ms
+from medledger.ledger.txtypes import Signer
 from medledger.node.node import Node
 
 log = logging.getLogger(__name__)
@@ -278,16 +280,15 @@ class Projection:
     def _signer(self, store: Store, kid: str) -> Signer:
         """Key -> member -> institution: facts a key never changes once registered, so they cache forever."""
         known = self._signers.get(kid)
-        if known is not None:
-            return known
-        key = store.get_state("key/" + kid)
-        member_id = key.get("member") if isinstance(key, dict) else None
-        member = store.get_state("member/" + member_id) if isinstance(member_id, str) else None
-        if isinstance(member, dict):
-            signer = Signer(member_id, member.get("org"), member.get("role"))
-            self._signers[kid] = signer
-            return signer
-        return Signer(None, None, None)
+        if known is None:
+            known = signer_of(store.get_state, kid)
+            if known is None:
+                # an accepted transaction's key was registered, and registrations are never removed
+                raise StoreError(
+                    f"a committed transaction names key {kid}, which the ledger lacks; run `medledger verify`"
+                )
+            self._signers[kid] = known
+        return known
 
     @staticmethod
     def _previous(conn: sqlite3.Connection, kind: str, logical_id: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from medledger.api.fhir import conventions as cv
 from medledger.contracts import formulary
 from medledger.ledger.canonical import b64d
 from medledger.ledger.timefmt import format_ms
+from medledger.ledger.txtypes import Signer
 
 #: the resource types the projection can hold (and the CapabilityStatement lists)
 RESOURCE_TYPES = (
@@ -51,15 +52,6 @@ UCUM = "http://unitsofmeasure.org"
 NO_PATIENT = "not recorded: medledger reports carry no patient"
 
 StateGet = Callable[[str], Any]
-
-
-@dataclass(frozen=True)
-class Signer:
-    """Who signed a transaction, as world state names the key (immutable facts only)."""
-
-    member: str | None
-    org: str | None
-    role: str | None
 
 
 @dataclass(frozen=True)
