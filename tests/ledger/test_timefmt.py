@@ -34,7 +34,19 @@ def test_the_same_second_cached_keeps_its_milliseconds() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-11-24T01:14:25Z", "2026-11-24T01:14:25.123+00:00", "2026-02-30T00:00:00.000Z", " 2026-11-24T01:14:25.123Z"],
+    [
+        "2026-11-24T01:14:25Z",
+        "2026-11-24T01:14:25.123+00:00",
+        "2026-02-30T00:00:00.000Z",
+        " 2026-11-24T01:14:25.123Z",
+        "2026-11-24T24:00:00.000Z",
+        "2026-11-24T01:60:00.000Z",
+        "2016-12-31T23:59:60.000Z",  # a leap second has no epoch millisecond of its own
+        "2026-11-24T01:14:+5.123Z",  # int() would take these fields; the format does not
+        "2026-11-24T01:14:25.+12Z",
+        "2026-11-24T01:14:25.123z",
+        "\uff12026-11-24T01:14:25.123Z",  # a fullwidth digit is a digit to Unicode, not to us
+    ],
 )
 def test_other_spellings_are_refused(text: str) -> None:
     with pytest.raises(EncodingError):

@@ -11,6 +11,7 @@ import pytest
 from ledger_factory import Populated, anchor, register
 from medledger.errors import AdmissionError, MedledgerError
 from medledger.ledger import envelope
+from medledger.ledger.canonical import b64d, b64e
 from medledger.ledger.keys import SigningKey
 from medledger.ledger.sqlite_store import SqliteStore
 from medledger.ledger.timefmt import now_ms
@@ -177,3 +178,37 @@ def test_replaying_the_blocks_reproduces_every_hash(populated: Populated, tmp_pa
         tip, frontier = built.tip, built.frontier
     store.close()
     assert os.path.exists(populated.data / "ledger.sqlite")
+
+
+class _WireLike(dict):  # type: ignore[type-arg]
+    """A caller's own mapping type: orjson would flatten it into a plain object."""
+
+
+def test_worker_pool_checks_exactly_like_the_inline_path() -> None:
+    """Chunks cross to the workers as JSON and come back as packed bytes; nothing about an
+    item may change on the way, including items that are not plain JSON at all."""
+    from medledger.node.pool import Refusal, VerifyPool
+
+    key = SigningKey.generate()
+    good = [anchor(key, n) for n in range(10)]
+    forged = dict(good[1], signature=good[2]["signature"])
+    spaced = envelope.build(key, "anchor.record", {"label": "x", "sha256": "00" * 32}).to_wire()
+    spaced["envelope"] = b64e(b64d(spaced["envelope"]).replace(b":", b": ", 1))
+    unknown = envelope.build(key, "no.such-type", {}).to_wire()
+    items: list[object] = [*good, forged, spaced, unknown, {"envelope": 1.5, "signature": "x"}, "not an object"]
+    odd: list[object] = [*good, _WireLike(good[0]), {"envelope": good[0]["envelope"], "signature": 2**70}]
+
+    inline, pooled = VerifyPool(CORE_REGISTRY, workers=0), VerifyPool(CORE_REGISTRY, workers=1)
+    try:
+        for batch in (items, odd):
+            expected, got = inline.check_sync(batch), pooled.check_sync(batch)
+            assert got == expected
+        assert [type(r).__name__ for r in pooled.check_sync(items)[10:]] == ["Refusal"] * 5
+        codes = [r.code for r in pooled.check_sync(items)[10:] if isinstance(r, Refusal)]
+        assert codes == ["bad-signature", "non-canonical", "unknown-type", "malformed", "malformed"]
+        first = pooled.check_sync(items)[0]
+        assert isinstance(first, envelope.SignedEnvelope)
+        assert first.to_wire() == good[0] and first.tx_id == envelope.tx_id_of(first.body)
+    finally:
+        inline.close()
+        pooled.close()

@@ -79,9 +79,11 @@ def json_tree_head(value: Any, what: str) -> TreeHead:
     return head
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Receipt:
     """What a node hands back once a transaction is durably committed.
+
+    Not ``frozen`` for the reason :class:`SignedEnvelope` is not: one is built per envelope.
 
     The signed ``tree_head`` and ``leaf_index`` are the checkable part: with an
     inclusion proof they prove the envelope is in the log. ``height`` and
@@ -140,5 +142,3 @@ class Receipt:
         if self.reason:
             out["reason"] = self.reason
         return out
-
-

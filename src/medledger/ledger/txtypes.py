@@ -28,9 +28,12 @@ ACCEPTED_WITH_ALERTS = "ACCEPTED_WITH_ALERTS"
 REJECTED = "REJECTED"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """What a committed transaction did: its status, rule codes and alerts."""
+    """What a committed transaction did: its status, rule codes and alerts.
+
+    Not ``frozen`` for the reason :class:`SignedEnvelope` is not: one is built per envelope.
+    """
 
     status: str
     codes: tuple[str, ...] = ()

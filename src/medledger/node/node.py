@@ -37,7 +37,7 @@ from medledger.ledger.sqlite_store import SqliteStore
 from medledger.ledger.state import GENESIS_STATE_ROOT, CachedState
 from medledger.ledger.timefmt import format_ms, now_ms
 from medledger.ledger.txtypes import Outcome, Signer
-from medledger.node.pool import VerifyPool, to_envelope
+from medledger.node.pool import Refusal, VerifyPool
 
 log = logging.getLogger(__name__)
 
@@ -152,13 +152,15 @@ class Node:
             )
 
     @staticmethod
-    def _collect(results: list[tuple[Any, ...]]) -> list[SignedEnvelope]:
+    def _collect(results: list[SignedEnvelope | Refusal]) -> list[SignedEnvelope]:
         errors = [
-            {"index": i, "code": r[1], "detail": r[2], "status": r[3]} for i, r in enumerate(results) if r[0] == "err"
+            {"index": i, "code": r.code, "detail": r.detail, "status": r.status}
+            for i, r in enumerate(results)
+            if type(r) is Refusal
         ]
         if errors:
             raise _refusal(errors, len(results))
-        return [to_envelope(r) for r in results]
+        return results  # type: ignore[return-value]  # no Refusal left
 
     def admit(self, envelopes: Sequence[SignedEnvelope]) -> Future[list[Receipt]]:
         """Stateful gateway checks, atomically for the whole batch, then queue."""
