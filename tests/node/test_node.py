@@ -212,3 +212,29 @@ def test_worker_pool_checks_exactly_like_the_inline_path() -> None:
     finally:
         inline.close()
         pooled.close()
+
+
+def test_a_killed_worker_is_replaced_and_its_request_answered() -> None:
+    """An operator's kill -9 (or the OOM killer) takes one worker: the request it was sent
+    is answered by a fresh one, and the pool keeps all its workers."""
+    import multiprocessing
+    import signal
+
+    from medledger.node.pool import VerifyPool
+
+    key = SigningKey.generate()
+    items = [anchor(key, n) for n in range(200)]
+    pool = VerifyPool(CORE_REGISTRY, workers=2)
+    try:
+        for victim in [p for p in multiprocessing.active_children() if p.name == "medledger-verify"]:
+            assert victim.pid is not None
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.join(5)
+            results = pool.check_sync(items)
+            assert [r.to_wire() for r in results] == items  # type: ignore[union-attr]
+        alive = [p for p in multiprocessing.active_children() if p.name == "medledger-verify"]
+        assert len(alive) == 2
+        assert pool.signatures_ok([envelope.from_wire(i) for i in items])() == [True] * 200
+    finally:
+        pool.close()
+    assert not [p for p in multiprocessing.active_children() if p.name == "medledger-verify"]

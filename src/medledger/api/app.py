@@ -21,7 +21,6 @@ import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -503,11 +502,6 @@ def create_app(
             envelopes = node.check(items)
         except RecursionError:
             raise _too_deep() from None
-        except BrokenProcessPool:
-            raise MedledgerError(
-                "the signature-checking workers stopped (the node is shutting down?); retry later",
-                code="unavailable", status=503,
-            ) from None
         finally:
             metrics.check_seconds.observe(time.perf_counter() - started)
         future = node.admit(envelopes)

@@ -4,8 +4,19 @@ Signature verification is the ceiling of the whole ingest pipeline, so it
 runs in worker processes (one per core) together with the byte-level checks
 that need no world state: base64 and canonical form, field syntax, a known
 type, and ``tx_id``. Payload schemas are validated once, at admission, because
-execution needs the validated payload in the committing process anyway. Work crosses the process boundary in chunks and
-comes back as plain tuples, which pickle far faster than objects.
+execution needs the validated payload in the committing process anyway.
+
+The node process shares one interpreter lock between admission and the
+committer, so what the pool costs *there* is what matters. Two measured
+choices follow:
+
+* Work crosses the process boundary as bytes (orjson in, packed rows out),
+  never as pickled objects: pickling was a quarter of the node's interpreter
+  time at ingest rates.
+* No ``ProcessPoolExecutor``: its manager and feeder threads woke for every
+  chunk (selectors, wake-up pipes, futures) and took another quarter. Here
+  the thread that needs a check writes to an idle worker's pipe and blocks
+  on the answer with the lock released; nothing else runs in between.
 
 Workers build the transaction-type registry from an import path
 (``module:function``) so that the contracts layer's types are checked there
@@ -17,16 +28,20 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import queue
 import signal
+import struct
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
 import nacl.bindings
 import nacl.exceptions
 import orjson
 
-from medledger.errors import MedledgerError
+from medledger.errors import MedledgerError, StoreError
 from medledger.ledger import keys
 from medledger.ledger.envelope import SignedEnvelope, from_wire
 from medledger.ledger.txtypes import Registry
@@ -147,57 +162,225 @@ def _unpack(packed: tuple[bytes, bytes, bytes]) -> list[SignedEnvelope | Refusal
     return out
 
 
+_CHECK, _SIGNATURES, _READY = b"C", b"S", b"R"
+_LENGTHS = struct.Struct("<II")
+_TRIPLE_HEAD = struct.Struct("<32s64sI")
+
+
+def _worker_main(conn: Connection, registry_path: str) -> None:
+    """A worker: answer requests on its pipe until the node closes it."""
+    _init_worker(registry_path)
+    conn.send_bytes(_READY)
+    while True:
+        try:
+            request = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        kind, data = request[:1], request[1:]
+        if kind == _CHECK:
+            rows, bodies, signatures = check_chunk(data)
+            conn.send_bytes(_LENGTHS.pack(len(rows), len(bodies)) + rows + bodies + signatures)
+        else:
+            conn.send_bytes(bytes(_signatures_ok(_unpack_triples(data))))
+
+
+def _pack_triples(triples: Sequence[tuple[bytes, bytes, bytes]]) -> bytes:
+    return b"".join(_TRIPLE_HEAD.pack(pk, sig, len(body)) + body for pk, body, sig in triples)
+
+
+def _unpack_triples(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
+    out = []
+    at = 0
+    while at < len(data):
+        pk, sig, size = _TRIPLE_HEAD.unpack_from(data, at)
+        at += _TRIPLE_HEAD.size
+        out.append((pk, data[at : at + size], sig))
+        at += size
+    return out
+
+
+def _split_reply(reply: bytes) -> tuple[bytes, bytes, bytes]:
+    rows_len, bodies_len = _LENGTHS.unpack_from(reply)
+    at = _LENGTHS.size
+    return (
+        reply[at : at + rows_len],
+        reply[at + rows_len : at + rows_len + bodies_len],
+        reply[at + rows_len + bodies_len :],
+    )
+
+
+class _Worker:
+    """One worker process and the node's end of its pipe."""
+
+    def __init__(self, context: Any, registry_path: str) -> None:
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=_worker_main, args=(child, registry_path), name="medledger-verify", daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def ready(self) -> None:
+        if self.conn.recv_bytes() != _READY:
+            raise StoreError("a signature-checking worker did not start", code="unavailable", status=503)
+
+    def stop(self) -> None:
+        self.conn.close()  # the worker reads EOF and exits
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+def _unavailable(why: str) -> StoreError:
+    return StoreError(why, code="unavailable", status=503)
+
+
 class VerifyPool:
-    """Runs :func:`check_one` over batches, in worker processes when ``workers > 0``."""
+    """Runs :func:`check_one` over batches, in worker processes when ``workers > 0``.
+
+    Safe to call from many threads. A caller takes one idle worker (waiting
+    for one if need be) and any others idle at that moment, and never waits
+    for more while it holds some, so callers cannot deadlock on each other.
+    A worker that dies is replaced and its request sent once more.
+    """
 
     def __init__(self, registry_path: str, workers: int | None = None) -> None:
         self.registry_path = registry_path
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.registry = load_registry(registry_path)
-        self._executor: ProcessPoolExecutor | None = None
-        if self.workers > 0:
-            self._executor = ProcessPoolExecutor(
-                self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(registry_path,),
-            )
-            # Start the workers now, not on the first request.
-            for f in [self._executor.submit(check_chunk, b"[]") for _ in range(self.workers)]:
-                f.result()
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._closed = False
+        self._background: ThreadPoolExecutor | None = None
+        self._background_lock = threading.Lock()
+        started = [_Worker(self._context, registry_path) for _ in range(self.workers)]
+        for worker in started:  # they spawn in parallel; the first request finds them ready
+            worker.ready()
+            self._idle.put(worker)
+
+    # -- talking to workers -------------------------------------------------------
+
+    def _fresh(self) -> _Worker:
+        worker = _Worker(self._context, self.registry_path)
+        worker.ready()
+        return worker
+
+    def _take(self, wanted: int) -> list[_Worker]:
+        if self._closed:
+            raise _unavailable("the node is shutting down; submit again once it is back")
+        while True:
+            try:
+                taken = [self._idle.get(timeout=0.5)]
+                break
+            except queue.Empty:
+                if self._closed:
+                    raise _unavailable("the node is shutting down; submit again once it is back") from None
+        while len(taken) < wanted:
+            try:
+                taken.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def _run(self, wanted: int, requests_for: Callable[[int], list[bytes]]) -> list[bytes]:
+        """Take up to ``wanted`` workers, send each one request built for that many, collect in order."""
+        workers = self._take(wanted)
+        requests = requests_for(len(workers))
+        answers: list[bytes] = []
+        try:
+            sent = []
+            for worker, request in zip(workers, requests, strict=True):
+                try:
+                    worker.conn.send_bytes(request)
+                    sent.append(True)
+                except OSError:
+                    sent.append(False)
+            for i, request in enumerate(requests):
+                try:
+                    if not sent[i]:
+                        raise EOFError
+                    answers.append(workers[i].conn.recv_bytes())
+                except (EOFError, OSError):
+                    workers[i] = self._replace(workers[i])
+                    try:
+                        workers[i].conn.send_bytes(request)
+                        answers.append(workers[i].conn.recv_bytes())
+                    except (EOFError, OSError):
+                        workers[i] = self._replace(workers[i])
+                        raise _unavailable(
+                            "a signature-checking worker stopped twice on this request; retry later"
+                        ) from None
+        except BaseException:
+            # a worker whose answer was not read may hold half of it in its pipe: never reuse it
+            for i in range(len(answers), len(workers)):
+                workers[i] = self._replace(workers[i])
+            raise
+        finally:
+            for worker in workers:
+                self._idle.put(worker)
+        return answers
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.stop()
+        return worker if self._closed else self._fresh()
+
+    # -- the checks ---------------------------------------------------------------
 
     def check_sync(self, items: Sequence[Any]) -> list[SignedEnvelope | Refusal]:
         """Every stateless check of every item, on the workers; one result per item, in order."""
-        if self._executor is None or len(items) < 8:
+        if self.workers == 0 or len(items) < 8:
             return [check_one(item, self.registry) for item in items]
-        chunks = min(self.workers * 2, max(1, len(items) // 64))
-        size = -(-len(items) // chunks)
         try:
-            sent = [orjson.dumps(list(items[i : i + size]), option=_PLAIN_JSON) for i in range(0, len(items), size)]
+            document = orjson.dumps(list(items), option=_PLAIN_JSON)
         except (TypeError, orjson.JSONEncodeError):
             # not plain JSON (a library caller's own objects): each item fails its own checks here
             return [check_one(item, self.registry) for item in items]
-        futures = [self._executor.submit(check_chunk, data) for data in sent]
+
+        def requests(n: int) -> list[bytes]:
+            if n == 1:
+                return [_CHECK + document]
+            size = -(-len(items) // n)
+            return [_CHECK + orjson.dumps(list(items[i : i + size])) for i in range(0, len(items), size)]
+
         out: list[SignedEnvelope | Refusal] = []
-        for future in futures:
-            out += _unpack(future.result())
+        for answer in self._run(min(self.workers, len(items) // 64 or 1), requests):
+            out += _unpack(_split_reply(answer))
         return out
+
+    def _signatures_sync(self, triples: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+        def requests(n: int) -> list[bytes]:
+            size = -(-len(triples) // n)
+            return [_SIGNATURES + _pack_triples(triples[i : i + size]) for i in range(0, len(triples), size)]
+
+        return [bool(ok) for answer in self._run(self.workers, requests) for ok in answer]
 
     def signatures_ok(self, envelopes: Sequence[SignedEnvelope]) -> Callable[[], list[bool]]:
         """Start checking envelope signatures only, on every core; call the result to collect.
 
         ``verify`` has decoded the envelopes already and submits the next blocks'
         checks before replaying the current one, so the workers never wait on it.
+        The request waits on a helper thread, not on ``verify``'s.
         """
         triples = [(keys.public_key_bytes(e.signer), e.body, e.signature) for e in envelopes]
-        if self._executor is None or len(triples) < 8:
+        if self.workers == 0 or len(triples) < 8:
             done = _signatures_ok(triples)
             return lambda: done
-        size = -(-len(triples) // (self.workers * 2))
-        futures = [self._executor.submit(_signatures_ok, triples[i : i + size]) for i in range(0, len(triples), size)]
-        return lambda: [ok for future in futures for ok in future.result()]
+        with self._background_lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(self.workers, thread_name_prefix="medledger-verify")
+            future: Future[list[bool]] = self._background.submit(self._signatures_sync, triples)
+        return future.result
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(cancel_futures=True)
-            self._executor = None
+        """Stop the workers once the requests in flight are answered."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._background is not None:
+            self._background.shutdown(wait=True, cancel_futures=True)
+        for _ in range(self.workers):
+            try:
+                self._idle.get(timeout=30).stop()
+            except queue.Empty:
+                break
