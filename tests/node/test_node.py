@@ -238,3 +238,27 @@ def test_a_killed_worker_is_replaced_and_its_request_answered() -> None:
     finally:
         pool.close()
     assert not [p for p in multiprocessing.active_children() if p.name == "medledger-verify"]
+
+
+def test_signature_checks_split_over_more_workers_than_the_batch_needs() -> None:
+    """verify's signature-only path: nine envelopes over four workers, one forged, answered in order;
+    the workers the short batch did not need go back to the pool, which still answers after."""
+    from medledger.node.pool import VerifyPool
+
+    key, other = SigningKey.generate(), SigningKey.generate()
+    envelopes = [envelope.from_wire(anchor(key, n)) for n in range(9)]
+    forged = envelope.from_wire(anchor(other, 9))
+    envelopes[4] = envelope.SignedEnvelope(
+        forged.body, envelopes[3].signature, forged.type, forged.payload, forged.signer, forged.nonce,
+        forged.created_at, forged.created_ms, forged.tx_id,
+    )
+    pool = VerifyPool(CORE_REGISTRY, workers=4)
+    try:
+        first, second = pool.signatures_ok(envelopes), pool.signatures_ok(envelopes[:8])
+        assert first() == [True] * 4 + [False] + [True] * 4
+        assert second() == [True] * 4 + [False] + [True] * 3
+        assert [type(r).__name__ for r in pool.check_sync([anchor(key, n) for n in range(300)])] == [
+            "SignedEnvelope"
+        ] * 300
+    finally:
+        pool.close()

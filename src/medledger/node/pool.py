@@ -254,6 +254,9 @@ class VerifyPool:
         self._closed = False
         self._background: ThreadPoolExecutor | None = None
         self._background_lock = threading.Lock()
+        #: workers taken by callers and not yet given back, so close() can wait for them
+        self._out = 0
+        self._returned = threading.Condition()
         started = [_Worker(self._context, registry_path) for _ in range(self.workers)]
         for worker in started:  # they spawn in parallel; the first request finds them ready
             worker.ready()
@@ -281,14 +284,18 @@ class VerifyPool:
                 taken.append(self._idle.get_nowait())
             except queue.Empty:
                 break
+        with self._returned:
+            self._out += len(taken)
         return taken
 
     def _run(self, wanted: int, requests_for: Callable[[int], list[bytes]]) -> list[bytes]:
         """Take up to ``wanted`` workers, send each one request built for that many, collect in order."""
         workers = self._take(wanted)
-        requests = requests_for(len(workers))
         answers: list[bytes] = []
         try:
+            requests = requests_for(len(workers))
+            while len(workers) > len(requests):  # a short batch needs fewer workers than it took
+                self._give_back(workers.pop())
             sent = []
             for worker, request in zip(workers, requests, strict=True):
                 try:
@@ -318,8 +325,14 @@ class VerifyPool:
             raise
         finally:
             for worker in workers:
-                self._idle.put(worker)
+                self._give_back(worker)
         return answers
+
+    def _give_back(self, worker: _Worker) -> None:
+        self._idle.put(worker)
+        with self._returned:
+            self._out -= 1
+            self._returned.notify_all()
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.stop()
@@ -376,11 +389,13 @@ class VerifyPool:
         """Stop the workers once the requests in flight are answered."""
         if self._closed:
             return
-        self._closed = True
         if self._background is not None:
             self._background.shutdown(wait=True, cancel_futures=True)
-        for _ in range(self.workers):
+        self._closed = True
+        with self._returned:
+            self._returned.wait_for(lambda: self._out == 0, timeout=30)
+        while True:
             try:
-                self._idle.get(timeout=30).stop()
+                self._idle.get_nowait().stop()
             except queue.Empty:
                 break
