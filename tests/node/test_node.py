@@ -262,3 +262,23 @@ def test_signature_checks_split_over_more_workers_than_the_batch_needs() -> None
         ] * 300
     finally:
         pool.close()
+
+
+def test_a_worker_reports_its_own_failure_and_stays_alive() -> None:
+    """Bad input is answered item by item; an exception inside a worker (a bug) comes back as one
+    clear error instead of killing the worker, so nothing can crash-loop the pool."""
+    import multiprocessing
+
+    from medledger.node.pool import VerifyPool
+
+    key = SigningKey.generate()
+    pool = VerifyPool(CORE_REGISTRY, workers=1)
+    try:
+        before = [p.pid for p in multiprocessing.active_children() if p.name == "medledger-verify"]
+        with pytest.raises(MedledgerError) as info:
+            pool._run(1, lambda n: [b"C" + b"not the JSON the node sends"])  # the only way to send what the node never sends
+        assert info.value.code == "internal-error" and "JSONDecodeError" in info.value.message
+        assert len(pool.check_sync([anchor(key, n) for n in range(20)])) == 20
+        assert [p.pid for p in multiprocessing.active_children() if p.name == "medledger-verify"] == before
+    finally:
+        pool.close()

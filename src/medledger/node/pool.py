@@ -163,6 +163,7 @@ def _unpack(packed: tuple[bytes, bytes, bytes]) -> list[SignedEnvelope | Refusal
 
 
 _CHECK, _SIGNATURES, _READY = b"C", b"S", b"R"
+_OK, _FAILED = b"K", b"E"
 _LENGTHS = struct.Struct("<II")
 _TRIPLE_HEAD = struct.Struct("<32s64sI")
 
@@ -177,11 +178,15 @@ def _worker_main(conn: Connection, registry_path: str) -> None:
         except (EOFError, OSError):
             return
         kind, data = request[:1], request[1:]
-        if kind == _CHECK:
-            rows, bodies, signatures = check_chunk(data)
-            conn.send_bytes(_LENGTHS.pack(len(rows), len(bodies)) + rows + bodies + signatures)
-        else:
-            conn.send_bytes(bytes(_signatures_ok(_unpack_triples(data))))
+        try:
+            if kind == _CHECK:
+                rows, bodies, signatures = check_chunk(data)
+                reply = _OK + _LENGTHS.pack(len(rows), len(bodies)) + rows + bodies + signatures
+            else:
+                reply = _OK + bytes(_signatures_ok(_unpack_triples(data)))
+        except Exception as exc:  # noqa: BLE001 - a bug, not bad input (check_one answers that): report, stay alive
+            reply = _FAILED + f"{type(exc).__name__}: {exc}".encode()
+        conn.send_bytes(reply)
 
 
 def _pack_triples(triples: Sequence[tuple[bytes, bytes, bytes]]) -> bytes:
@@ -230,6 +235,16 @@ class _Worker:
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
+
+
+def _answer(reply: bytes) -> bytes:
+    if reply[:1] != _OK:
+        raise MedledgerError(
+            f"checking failed inside a signature worker: {reply[1:].decode(errors='replace')}",
+            code="internal-error",
+            status=500,
+        )
+    return reply[1:]
 
 
 def _unavailable(why: str) -> StoreError:
@@ -326,7 +341,7 @@ class VerifyPool:
         finally:
             for worker in workers:
                 self._give_back(worker)
-        return answers
+        return [_answer(reply) for reply in answers]  # every reply read whole: the workers are fine
 
     def _give_back(self, worker: _Worker) -> None:
         self._idle.put(worker)
