@@ -53,14 +53,28 @@ def _minute_ms(prefix: str) -> int | None:
     return ((dt.toordinal() - _EPOCH_ORDINAL) * 86_400 + dt.hour * 3600 + dt.minute * 60) * 1000
 
 
-def parse_ms(text: str, *, what: str = "timestamp") -> int:
-    """Parse the ledger's timestamp format into epoch milliseconds, strictly."""
-    if type(text) is str and len(text) == 24 and text[19] == "." and text[23] == "Z":
+@functools.lru_cache(maxsize=65_536)
+def _parsed(text: str) -> int | None:
+    """Epoch ms of a well-formed timestamp, None otherwise.
+
+    Cached whole: a payload's event times are parsed when it is validated and
+    again when its rules run, on the node's one interpreter.
+    """
+    if len(text) == 24 and text[19] == "." and text[23] == "Z":
         minute = _minute_ms(text[:17])
         second = _SECONDS.get(text[17:19])
         milli = _MILLIS.get(text[20:23])
         if minute is not None and second is not None and milli is not None:
             return minute + second + milli
+    return None
+
+
+def parse_ms(text: str, *, what: str = "timestamp") -> int:
+    """Parse the ledger's timestamp format into epoch milliseconds, strictly."""
+    if type(text) is str:
+        ms = _parsed(text)
+        if ms is not None:
+            return ms
     if not isinstance(text, str) or _pattern.fullmatch(text) is None:
         raise EncodingError(
             f"{what} must look like 2026-11-24T01:14:25.123Z (UTC, milliseconds), got {text!r}",
