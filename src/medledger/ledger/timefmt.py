@@ -55,12 +55,14 @@ def _minute_ms(prefix: str) -> int | None:
 
 @functools.lru_cache(maxsize=65_536)
 def _parsed(text: str) -> int | None:
-    """Epoch ms of a well-formed timestamp, None otherwise.
+    """Epoch ms of a well-formed 24-character timestamp, None otherwise.
 
     Cached whole: a payload's event times are parsed when it is validated and
-    again when its rules run, on the node's one interpreter.
+    again when its rules run, on the node's one interpreter. Only strings of
+    the format's length reach the cache, so hostile input cannot fill memory
+    with long keys (65,536 short entries are a few MB).
     """
-    if len(text) == 24 and text[19] == "." and text[23] == "Z":
+    if text[19] == "." and text[23] == "Z":
         minute = _minute_ms(text[:17])
         second = _SECONDS.get(text[17:19])
         milli = _MILLIS.get(text[20:23])
@@ -71,7 +73,7 @@ def _parsed(text: str) -> int | None:
 
 def parse_ms(text: str, *, what: str = "timestamp") -> int:
     """Parse the ledger's timestamp format into epoch milliseconds, strictly."""
-    if type(text) is str:
+    if type(text) is str and len(text) == 24:
         ms = _parsed(text)
         if ms is not None:
             return ms
