@@ -282,3 +282,25 @@ def test_a_worker_reports_its_own_failure_and_stays_alive() -> None:
         assert [p.pid for p in multiprocessing.active_children() if p.name == "medledger-verify"] == before
     finally:
         pool.close()
+
+
+def test_a_caller_that_finds_fewer_idle_workers_gets_the_same_answers() -> None:
+    """With one of two workers busy elsewhere, the chunks meant for two go to the idle one as one
+    spliced array; the answers must still match the inline checks item for item."""
+    from medledger.node.pool import VerifyPool
+
+    key = SigningKey.generate()
+    batch = [anchor(key, n) for n in range(300)]
+    batch[150] = dict(batch[150], signature=batch[151]["signature"])
+    inline, pooled = VerifyPool(CORE_REGISTRY, workers=0), VerifyPool(CORE_REGISTRY, workers=2)
+    try:
+        busy = pooled._take(1)  # another request's worker: no public way to hold one
+        try:
+            got = pooled.check_sync(batch)
+        finally:
+            pooled._give_back(busy[0])
+        assert got == inline.check_sync(batch)
+        assert pooled.check_sync(batch) == got  # and with both workers idle again
+    finally:
+        inline.close()
+        pooled.close()

@@ -237,6 +237,11 @@ class _Worker:
             self.process.join()
 
 
+def _splice(arrays: list[bytes]) -> bytes:
+    """Non-empty JSON arrays as one array: ``[a,b]`` and ``[c]`` give ``[a,b,c]``."""
+    return arrays[0] if len(arrays) == 1 else b"[" + b",".join(a[1:-1] for a in arrays) + b"]"
+
+
 def _answer(reply: bytes) -> bytes:
     if reply[:1] != _OK:
         raise MedledgerError(
@@ -359,20 +364,22 @@ class VerifyPool:
         """Every stateless check of every item, on the workers; one result per item, in order."""
         if self.workers == 0 or len(items) < 8:
             return [check_one(item, self.registry) for item in items]
+        # One JSON array per worker we would like; if fewer are idle, neighbouring arrays are
+        # spliced together (their bytes, not their items), so no item is encoded twice.
+        wanted = min(self.workers, len(items) // 64 or 1)
+        size = -(-len(items) // wanted)
         try:
-            document = orjson.dumps(list(items), option=_PLAIN_JSON)
+            parts = [orjson.dumps(list(items[i : i + size]), option=_PLAIN_JSON) for i in range(0, len(items), size)]
         except (TypeError, orjson.JSONEncodeError):
             # not plain JSON (a library caller's own objects): each item fails its own checks here
             return [check_one(item, self.registry) for item in items]
 
         def requests(n: int) -> list[bytes]:
-            if n == 1:
-                return [_CHECK + document]
-            size = -(-len(items) // n)
-            return [_CHECK + orjson.dumps(list(items[i : i + size])) for i in range(0, len(items), size)]
+            per = -(-len(parts) // n)
+            return [_CHECK + _splice(parts[i : i + per]) for i in range(0, len(parts), per)]
 
         out: list[SignedEnvelope | Refusal] = []
-        for answer in self._run(min(self.workers, len(items) // 64 or 1), requests):
+        for answer in self._run(len(parts), requests):
             out += _unpack(_split_reply(answer))
         return out
 
