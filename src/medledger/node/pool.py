@@ -226,8 +226,13 @@ class _Worker:
         child.close()
 
     def ready(self) -> None:
-        if self.conn.recv_bytes() != _READY:
-            raise StoreError("a signature-checking worker did not start", code="unavailable", status=503)
+        try:
+            started = self.conn.recv_bytes() == _READY
+        except (EOFError, OSError):
+            started = False
+        if not started:
+            self.process.join(1)
+            raise _unavailable(f"a signature-checking worker did not start (exit code {self.process.exitcode})")
 
     def stop(self) -> None:
         self.conn.close()  # the worker reads EOF and exits
