@@ -53,11 +53,14 @@ def machine() -> dict[str, Any]:
         pass
     import nacl
 
+    from medledger.ledger.envelope import DECODER
+
     return {
         "cpu": model or platform.processor(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "pynacl": nacl.__version__,
+        "envelope_decoder": DECODER,
         "platform": platform.platform(),
     }
 

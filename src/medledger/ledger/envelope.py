@@ -24,6 +24,18 @@ from medledger.ledger import keys
 from medledger.ledger.canonical import b64d, b64e, b64e_bytes, canonical_bytes, parse_canonical
 from medledger.ledger.timefmt import format_ms, now_ms, parse_ms
 
+try:
+    # Accept-only C decoder: answers the common case in ~4 us instead of ~18, and returns None
+    # for anything it is not sure of, which the Python path below then decides.
+    from medledger.ledger._wirecheck import decode_parts as _c_parts
+    from medledger.ledger._wirecheck import decode_wire as _c_wire
+
+    #: which decoder answers the common case ("c", or "python" where no C compiler was available)
+    DECODER = "c"
+except ImportError:  # pragma: no cover - installed without a C compiler
+    _c_parts = _c_wire = None  # type: ignore[assignment]
+    DECODER = "python"
+
 MAX_ENVELOPE_BYTES = 64 * 1024
 ENVELOPE_FIELDS = frozenset({"type", "payload", "signer", "nonce", "created_at"})
 _type_pattern = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*")
@@ -139,18 +151,39 @@ def _fields(obj: Any) -> tuple[str, dict[str, Any], str, str, str, int]:
 
 def from_parts(body: bytes, signature: bytes, *, check_signature: bool = True) -> SignedEnvelope:
     """Check canonical form, fields and (optionally) the signature of raw parts."""
+    fields = _c_parts(body, signature) if _c_parts is not None else None
+    if fields is not None:
+        return _checked(SignedEnvelope(*fields), check_signature)
+    return _from_parts(body, signature, check_signature=check_signature)
+
+
+def _checked(env: SignedEnvelope, check_signature: bool) -> SignedEnvelope:
+    if check_signature:
+        keys.verify(keys.ENVELOPE_DOMAIN, keys.public_key_bytes(env.signer), env.body, env.signature)
+    return env
+
+
+def _from_parts(body: bytes, signature: bytes, *, check_signature: bool = True) -> SignedEnvelope:
+    """The reference decoder: every check in Python, with the exact reason for each refusal."""
     if len(body) > MAX_ENVELOPE_BYTES:
         raise EncodingError(f"envelope is {len(body)} bytes; the limit is {MAX_ENVELOPE_BYTES}", code="too-large")
     if len(signature) != 64:
         raise EncodingError("signature must be 64 bytes", code="malformed")
     type_, payload, signer, nonce, created_at, created_ms = _fields(parse_canonical(body))
-    if check_signature:
-        keys.verify(keys.ENVELOPE_DOMAIN, keys.public_key_bytes(signer), body, signature)
-    return SignedEnvelope(body, signature, type_, payload, signer, nonce, created_at, created_ms, tx_id_of(body))
+    env = SignedEnvelope(body, signature, type_, payload, signer, nonce, created_at, created_ms, tx_id_of(body))
+    return _checked(env, check_signature)
 
 
 def from_wire(item: Any, *, check_signature: bool = True) -> SignedEnvelope:
     """Decode one wire item ``{"envelope": b64url, "signature": b64url}``."""
+    fields = _c_wire(item) if _c_wire is not None else None
+    if fields is not None:
+        return _checked(SignedEnvelope(*fields), check_signature)
+    return _from_wire(item, check_signature=check_signature)
+
+
+def _from_wire(item: Any, *, check_signature: bool = True) -> SignedEnvelope:
+    """The reference decoder of a wire item (see :func:`_from_parts`)."""
     if not isinstance(item, dict) or item.keys() != {"envelope", "signature"}:
         raise EncodingError(
             'each item must be an object with exactly "envelope" (base64url canonical bytes) '
@@ -162,6 +195,6 @@ def from_wire(item: Any, *, check_signature: bool = True) -> SignedEnvelope:
         raise EncodingError("envelope and signature must be base64url strings", code="malformed")
     if len(env) > MAX_ENVELOPE_BYTES * 4 // 3 + 4:
         raise EncodingError(f"envelope is larger than the {MAX_ENVELOPE_BYTES}-byte limit", code="too-large")
-    return from_parts(
+    return _from_parts(
         b64d(env, what="envelope"), b64d(sig, what="signature", length=64), check_signature=check_signature
     )
