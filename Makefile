@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # the C decoder is compiled by the editable install, so a change to it re-runs the install
-$(STAMP): pyproject.toml src/medledger/ledger/_wirecheck.c
+$(STAMP): pyproject.toml src/medledger/ledger/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -33,6 +33,12 @@ import rfc8785
 
 from medledger.errors import EncodingError
 
+try:
+    # Accept-only C encoder: the same checks and bytes for plain values, None for anything else.
+    from medledger.ledger._speedups import encode as _c_encode
+except ImportError:  # pragma: no cover - installed without a C compiler
+    _c_encode = None  # type: ignore[assignment]
+
 MAX_SAFE_INT = 2**53 - 1
 
 _four_byte_utf8 = re.compile(rb"[\xf0-\xf4]")
@@ -93,6 +99,9 @@ def _encode(value: Any) -> bytes:
 
 def canonical_bytes(value: Any) -> bytes:
     """Encode a value as RFC 8785 canonical JSON, refusing floats and unsafe integers."""
+    out = _c_encode(value) if _c_encode is not None else None
+    if out is not None:
+        return out
     _check_value(value)
     return _encode(value)
 

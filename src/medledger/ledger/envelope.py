@@ -27,8 +27,8 @@ from medledger.ledger.timefmt import format_ms, now_ms, parse_ms
 try:
     # Accept-only C decoder: answers the common case in ~4 us instead of ~18, and returns None
     # for anything it is not sure of, which the Python path below then decides.
-    from medledger.ledger._wirecheck import decode_parts as _c_parts
-    from medledger.ledger._wirecheck import decode_wire as _c_wire
+    from medledger.ledger._speedups import decode_parts as _c_parts
+    from medledger.ledger._speedups import decode_wire as _c_wire
 
     #: which decoder answers the common case ("c", or "python" where no C compiler was available)
     DECODER = "c"

@@ -1,4 +1,4 @@
-"""Accept-only C decoding of wire envelopes; see ``_wirecheck.c`` for why and how."""
+"""Accept-only C fast paths for envelope decoding and canonical encoding; see ``_speedups.c``."""
 
 from typing import Any
 
@@ -6,3 +6,4 @@ _Fields = tuple[bytes, bytes, str, dict[str, Any], str, str, str, int, str]
 
 def decode_wire(item: Any, /) -> _Fields | None: ...
 def decode_parts(body: bytes, signature: bytes, /) -> _Fields | None: ...
+def encode(value: Any, /) -> bytes | None: ...

@@ -1,24 +1,28 @@
 /*
- * The accepting half of envelope decoding, in C (medledger.ledger._wirecheck).
+ * The accepting half of envelope decoding and canonical encoding, in C
+ * (medledger.ledger._speedups).
  *
  * Why this exists: decoding one wire envelope in Python (strict base64url,
  * RFC 8785 canonical check, field syntax, timestamp, tx_id) cost ~18 us per
- * envelope, a sixth of a worker's time at ingest rates. This module does the
- * same checks in ~4 us, calling orjson and hashlib for the JSON and SHA-256
- * themselves, so the only parsing written here is base64url, the type and
- * nonce syntax and the timestamp.
+ * envelope, a sixth of a worker's time at ingest rates, and the recursive
+ * "no floats, safe integers" walk before every canonical encoding was most of
+ * the cost of encoding a block's state writes on the node's one interpreter.
+ * This module does the same checks in C, calling orjson and hashlib for the
+ * JSON and SHA-256 themselves, so the only parsing written here is base64url,
+ * the type and nonce syntax and the timestamp.
  *
- * It only ever *accepts*. Every function returns either the decoded fields or
- * None, and None means "not sure": the caller then runs the Python reference
- * path (medledger.ledger.envelope), which produces the exact error, or the
- * value when a rare but valid input (a 4-byte UTF-8 character, a year before
- * 1970, nesting deeper than 32) is outside what this module handles. So a bug
- * here can cost speed but can only change an answer if this module accepts
- * something the Python path refuses or decodes differently; the differential
- * tests in tests/ledger/test_wirecheck.py hold it to exactly that.
+ * It only ever *accepts*. Every function returns either its answer or None,
+ * and None means "not sure": the caller then runs the Python reference path
+ * (medledger.ledger.envelope, medledger.ledger.canonical), which produces the
+ * exact error, or the answer when a rare but valid input (a 4-byte UTF-8
+ * character, a year before 1970, nesting deeper than 32, a tuple) is outside
+ * what this module handles. So a bug here can cost speed but can only change
+ * an answer if this module accepts something the Python path refuses or
+ * answers differently; the differential tests in tests/ledger/test_speedups.py
+ * hold it to exactly that.
  *
- * Returned tuple: (body, signature, type, payload, signer, nonce, created_at,
- * created_ms, tx_id), the fields of SignedEnvelope in order.
+ * decode_wire / decode_parts return (body, signature, type, payload, signer,
+ * nonce, created_at, created_ms, tx_id), the fields of SignedEnvelope in order.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -305,14 +309,43 @@ static PyObject *decode_parts(PyObject *module, PyObject *const *args, Py_ssize_
     return answer(status, result);
 }
 
+PyDoc_STRVAR(encode_doc,
+             "encode(value, /)\n--\n\n"
+             "RFC 8785 canonical bytes of a JSON value, or None when the Python reference path must decide.");
+
+static PyObject *encode(PyObject *module, PyObject *value) {
+    int status = check_value(value, 0);
+    if (status == ERROR) return NULL;
+    if (status == UNSURE) Py_RETURN_NONE;
+    PyObject *args = PyTuple_Pack(1, value);
+    if (args == NULL) return NULL;
+    PyObject *out = PyObject_Call(orjson_dumps, args, dumps_kwargs);
+    Py_DECREF(args);
+    if (out == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (!PyBytes_CheckExact(out)) goto unsure;
+    const unsigned char *raw = (const unsigned char *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(out); i++) {
+        if (raw[i] >= 0xF0) goto unsure; /* JCS orders such keys by UTF-16 units; the Python path does */
+    }
+    return out;
+unsure:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"encode", encode, METH_O, encode_doc},
     {"decode_wire", decode_wire, METH_O, decode_wire_doc},
     {"decode_parts", (PyCFunction)(void (*)(void))decode_parts, METH_FASTCALL, decode_parts_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_wirecheck", "Accept-only C decoding of wire envelopes (see the C source).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_speedups", "Accept-only C fast paths for envelope decoding and canonical encoding (see the C source).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
@@ -324,7 +357,7 @@ static PyObject *attribute(const char *module_name, const char *name) {
     return value;
 }
 
-PyMODINIT_FUNC PyInit__wirecheck(void) {
+PyMODINIT_FUNC PyInit__speedups(void) {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     memset(b64_value, -1, sizeof(b64_value));
     for (int i = 0; i < 64; i++) b64_value[(unsigned char)alphabet[i]] = (signed char)i;

@@ -1,6 +1,6 @@
-"""The C decoder of wire envelopes against the Python reference decoder.
+"""The C fast paths against the Python reference paths they stand in front of.
 
-``medledger.ledger._wirecheck`` may only *accept*: for any input, it returns
+``medledger.ledger._speedups`` may only *accept*: for any input, it returns
 either exactly what the Python path returns, or None (and the Python path
 then decides, refusal or not). These tests hold it to that on valid
 envelopes of every shape, on every refusal the Python path knows, on
@@ -15,12 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from medledger.errors import MedledgerError
-from medledger.ledger import _wirecheck, envelope, keys
-from medledger.ledger.canonical import MAX_SAFE_INT, b64e, canonical_bytes, parse_canonical
+from medledger.ledger import _speedups, envelope, keys
+from medledger.ledger.canonical import MAX_SAFE_INT, _check_value, _encode, b64e, canonical_bytes, parse_canonical
 
 KEY = keys.SigningKey(bytes(range(32)))
 SIGNATURE = bytes(range(64))  # the decoder does not verify signatures; callers do
@@ -35,7 +36,7 @@ def reference(item: Any) -> envelope.SignedEnvelope | None:
 
 def agree(item: Any) -> envelope.SignedEnvelope | None:
     """Assert the C answer is None or the reference's; return the C answer."""
-    fast = _wirecheck.decode_wire(item)
+    fast = _speedups.decode_wire(item)
     expected = reference(item)
     if fast is None:
         return None
@@ -44,7 +45,7 @@ def agree(item: Any) -> envelope.SignedEnvelope | None:
     assert got == expected
     assert [type(v) for v in fast] == [bytes, bytes, str, dict, str, str, str, int, str]
     if isinstance(item, dict) and isinstance(item.get("envelope"), str):
-        parts = _wirecheck.decode_parts(expected.body, expected.signature)
+        parts = _speedups.decode_parts(expected.body, expected.signature)
         assert parts is not None and envelope.SignedEnvelope(*parts) == expected
     return got
 
@@ -220,13 +221,13 @@ def test_deep_nesting_goes_to_python() -> None:
     for _ in range(40):
         nested = [nested]
     item = wire(body_of(payload={"n": nested}))
-    assert _wirecheck.decode_wire(item) is None
+    assert _speedups.decode_wire(item) is None
     assert reference(item) is not None  # 40 levels are valid; Python decides
 
 
 def test_four_byte_characters_go_to_python() -> None:
     item = wire(body_of(payload={"\U0001f600": 1, "\ue000": 2}))
-    assert _wirecheck.decode_wire(item) is None
+    assert _speedups.decode_wire(item) is None
     assert reference(item) is not None
 
 
@@ -266,8 +267,8 @@ def test_wire_item_shapes() -> None:
     for item in cases:
         assert agree(item) is None, item
     assert agree(good) is not None
-    assert _wirecheck.decode_parts(bytearray(body_of()), SIGNATURE) is None
-    assert _wirecheck.decode_parts(body_of(), SIGNATURE[:63]) is None
+    assert _speedups.decode_parts(bytearray(body_of()), SIGNATURE) is None
+    assert _speedups.decode_parts(body_of(), SIGNATURE[:63]) is None
     assert agree({"envelope": b64e(b"x" * (envelope.MAX_ENVELOPE_BYTES + 1)), "signature": b64e(SIGNATURE)}) is None
 
 
@@ -302,3 +303,81 @@ def test_random_damage_is_never_accepted_differently(which: int, at: int, value:
 def test_arbitrary_bytes(raw: bytes) -> None:
     agree(wire(raw))
     agree({"envelope": raw.decode("latin-1"), "signature": b64e(SIGNATURE)})
+
+
+def reference_encoding(value: Any) -> bytes | None:
+    try:
+        _check_value(value)
+        return _encode(value)
+    except MedledgerError:
+        return None
+
+
+def encoding_agrees(value: Any) -> bytes | None:
+    fast = _speedups.encode(value)
+    if fast is not None:
+        assert fast == reference_encoding(value), value
+    return fast
+
+
+any_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True)
+    | st.text()
+    | st.sampled_from([MAX_SAFE_INT, -MAX_SAFE_INT, MAX_SAFE_INT + 1, -MAX_SAFE_INT - 1, 2**63, -(2**63) - 1]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=8) | st.integers(0, 3), inner, max_size=4),
+    max_leaves=14,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=any_values)
+def test_encoding_agrees_with_the_reference(value: Any) -> None:
+    fast = encoding_agrees(value)
+    plain = reference_encoding(value)
+    if plain is not None and "tuple" not in _types(value) and not any(b >= 0xF0 for b in plain) and depth(value) < 30:
+        assert fast is not None  # the plain case is the C encoder's to answer
+
+
+def _types(value: Any) -> set[str]:
+    found = {type(value).__name__}
+    if isinstance(value, dict):
+        for item in value.values():
+            found |= _types(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found |= _types(item)
+    return found
+
+
+def test_encoding_leaves_the_unusual_to_python() -> None:
+    class Text(str):
+        __slots__ = ()
+
+    class Number(int):
+        pass
+
+    nested: Any = 1
+    for _ in range(40):
+        nested = [nested]
+    for value in (
+        1.0,
+        {"a": float("nan")},
+        [2**53],
+        {1: "x"},
+        {Text("k"): 1},
+        Text("x"),
+        Number(1),
+        ("a", 1),
+        {"\U0001f600": 1, "\ue000": 2},
+        nested,
+        object(),
+        b"bytes",
+    ):
+        assert _speedups.encode(value) is None, value
+    assert canonical_bytes({"\U0001f600": 1, "\ue000": 2}) == rfc8785.dumps({"\U0001f600": 1, "\ue000": 2})
+    assert canonical_bytes(nested) == b"[" * 40 + b"1" + b"]" * 40
