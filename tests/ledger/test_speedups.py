@@ -14,6 +14,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 import rfc8785
 from hypothesis import HealthCheck, assume, given, settings
@@ -381,3 +382,36 @@ def test_encoding_leaves_the_unusual_to_python() -> None:
         assert _speedups.encode(value) is None, value
     assert canonical_bytes({"\U0001f600": 1, "\ue000": 2}) == rfc8785.dumps({"\U0001f600": 1, "\ue000": 2})
     assert canonical_bytes(nested) == b"[" * 40 + b"1" + b"]" * 40
+
+
+def test_worker_answers_unpack_the_same_in_c() -> None:
+    """The node rebuilds envelopes from a worker's packed answer; C and Python give equal envelopes."""
+    from medledger.node import pool
+
+    built = [
+        envelope.build(KEY, "anchor.record", {"label": f"é{n}", "sha256": "ab" * 32, "n": n}) for n in range(20)
+    ]
+    refusal = pool.Refusal("bad-signature", "signature does not verify under the signer's key", 401)
+    for results in (list(built), [*built[:5], refusal, *built[5:]], [refusal], []):
+        rows_data, bodies, signatures = pool._pack(results)
+        rows, values = orjson.loads(rows_data), orjson.loads(bodies)
+        expected = pool._unpack_rows(rows, bodies, values, signatures)
+        assert expected == results
+        fast = _speedups.envelopes(rows, bodies, values, signatures, envelope.SignedEnvelope)
+        assert fast is None if refusal in results else fast == results
+        assert pool._unpack((rows_data, bodies, signatures)) == results
+    rows_data, bodies, signatures = pool._pack(built)
+    rows, values = orjson.loads(rows_data), orjson.loads(bodies)
+    for bad_rows, bad_values, bad_signatures in (
+        (rows[:-1], values, signatures),
+        (rows, values[:-1], signatures),
+        (rows, values, signatures[:-1]),
+        ([[*rows[0][:2], 5, 2], *rows[1:]], values, signatures),
+        ([[*rows[0][:3], len(bodies) + 1], *rows[1:]], values, signatures),
+        ([[*rows[0][:2], -1, rows[0][3]], *rows[1:]], values, signatures),
+        ([[*rows[0][:2], 2**70, rows[0][3]], *rows[1:]], values, signatures),
+        ([rows[0][:3], *rows[1:]], values, signatures),
+        (rows, [{"type": "x"}, *values[1:]], signatures),
+        (rows, [[], *values[1:]], signatures),
+    ):
+        assert _speedups.envelopes(bad_rows, bodies, bad_values, bad_signatures, envelope.SignedEnvelope) is None

@@ -337,7 +337,68 @@ unsure:
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(envelopes_doc,
+             "envelopes(rows, bodies, values, signatures, cls, /)\n--\n\n"
+             "Rebuild checked envelopes from a verify worker's packed answer (see medledger.node.pool._pack),\n"
+             "or None if any row is not a plain accepted one (the Python unpacker then reads them all).");
+
+static PyObject *envelopes(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "envelopes takes exactly five arguments");
+        return NULL;
+    }
+    PyObject *rows = args[0], *bodies = args[1], *values = args[2], *signatures = args[3], *cls = args[4];
+    if (!PyList_CheckExact(rows) || !PyBytes_CheckExact(bodies) || !PyList_CheckExact(values) ||
+        !PyBytes_CheckExact(signatures))
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    if (PyList_GET_SIZE(values) != n || PyBytes_GET_SIZE(signatures) != 64 * n) Py_RETURN_NONE;
+    const char *body_bytes = PyBytes_AS_STRING(bodies);
+    const char *signature_bytes = PyBytes_AS_STRING(signatures);
+    Py_ssize_t body_size = PyBytes_GET_SIZE(bodies);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i), *value = PyList_GET_ITEM(values, i);
+        if (!PyList_CheckExact(row) || PyList_GET_SIZE(row) != 4 || !PyDict_CheckExact(value)) goto unsure;
+        PyObject *created_ms = PyList_GET_ITEM(row, 0), *tx_id = PyList_GET_ITEM(row, 1);
+        if (!PyLong_CheckExact(created_ms) || !PyUnicode_CheckExact(tx_id)) goto unsure;
+        Py_ssize_t start = PyLong_AsSsize_t(PyList_GET_ITEM(row, 2));
+        Py_ssize_t end = PyLong_AsSsize_t(PyList_GET_ITEM(row, 3));
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            goto unsure;
+        }
+        if (start < 0 || end < start || end > body_size) goto unsure;
+        PyObject *fields[9];
+        fields[2] = PyDict_GetItemWithError(value, k_type);
+        fields[3] = PyDict_GetItemWithError(value, k_payload);
+        fields[4] = PyDict_GetItemWithError(value, k_signer);
+        fields[5] = PyDict_GetItemWithError(value, k_nonce);
+        fields[6] = PyDict_GetItemWithError(value, k_created_at);
+        if (PyErr_Occurred()) goto error;
+        if (!fields[2] || !fields[3] || !fields[4] || !fields[5] || !fields[6]) goto unsure;
+        fields[0] = PyBytes_FromStringAndSize(body_bytes + start, end - start);
+        fields[1] = PyBytes_FromStringAndSize(signature_bytes + 64 * i, 64);
+        fields[7] = created_ms;
+        fields[8] = tx_id;
+        PyObject *env = (fields[0] && fields[1]) ? PyObject_Vectorcall(cls, fields, 9, NULL) : NULL;
+        Py_XDECREF(fields[0]);
+        Py_XDECREF(fields[1]);
+        if (env == NULL) goto error;
+        PyList_SET_ITEM(out, i, env);
+    }
+    return out;
+unsure:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"envelopes", (PyCFunction)(void (*)(void))envelopes, METH_FASTCALL, envelopes_doc},
     {"encode", encode, METH_O, encode_doc},
     {"decode_wire", decode_wire, METH_O, decode_wire_doc},
     {"decode_parts", (PyCFunction)(void (*)(void))decode_parts, METH_FASTCALL, decode_parts_doc},

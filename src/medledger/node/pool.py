@@ -46,6 +46,11 @@ from medledger.ledger import keys
 from medledger.ledger.envelope import SignedEnvelope, from_wire
 from medledger.ledger.txtypes import Registry
 
+try:
+    from medledger.ledger._speedups import envelopes as _c_envelopes
+except ImportError:  # pragma: no cover - installed without a C compiler
+    _c_envelopes = None  # type: ignore[assignment]
+
 
 class Refusal(NamedTuple):
     """Why one wire item failed the stateless checks."""
@@ -137,14 +142,27 @@ def _pack(results: list[SignedEnvelope | Refusal]) -> tuple[bytes, bytes, bytes]
 def _unpack(packed: tuple[bytes, bytes, bytes]) -> list[SignedEnvelope | Refusal]:
     rows_data, bodies, signatures = packed
     rows = orjson.loads(rows_data)
-    values = iter(orjson.loads(bodies))  # the same canonical bytes the worker checked: same values
+    values = orjson.loads(bodies)  # the same canonical bytes the worker checked: same values
+    if _c_envelopes is not None:
+        # the node's interpreter is the pipeline's bottleneck: 4.5 -> ~1 us per envelope in C
+        fast = _c_envelopes(rows, bodies, values, signatures, SignedEnvelope)
+        if fast is not None:  # None: some row is a refusal, or not what _pack writes
+            return fast  # type: ignore[return-value]  # list is invariant; these are all envelopes
+    return _unpack_rows(rows, bodies, values, signatures)
+
+
+def _unpack_rows(
+    rows: list[Any], bodies: bytes, values: list[Any], signatures: bytes
+) -> list[SignedEnvelope | Refusal]:
+    """The reference unpacker, for answers with refusals (and without the C module)."""
     out: list[SignedEnvelope | Refusal] = []
+    accepted = iter(values)
     n = 0
     for row in rows:
         if type(row[0]) is str:
             out.append(Refusal(*row))
             continue
-        v = next(values)
+        v = next(accepted)
         out.append(
             SignedEnvelope(
                 bodies[row[2] : row[3]],
