@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/proofs.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/fhir_facade.py
+	$(BIN)/python bench/floor.py
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache
