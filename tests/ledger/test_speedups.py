@@ -11,6 +11,8 @@ check that it really does answer the common case (or it would be dead code).
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -415,3 +417,25 @@ def test_worker_answers_unpack_the_same_in_c() -> None:
         (rows, [[], *values[1:]], signatures),
     ):
         assert _speedups.envelopes(bad_rows, bodies, bad_values, bad_signatures, envelope.SignedEnvelope) is None
+
+
+def test_without_the_extension_everything_runs_on_the_python_path() -> None:
+    """An install without a C compiler has no _speedups: decoding, encoding and the pool still work."""
+    script = """
+import sys
+sys.modules["medledger.ledger._speedups"] = None  # what a failed optional build leaves: ImportError
+from medledger.ledger import canonical, envelope, keys
+from medledger.node import pool
+assert envelope.DECODER == "python" and canonical._c_encode is None and pool._c_envelopes is None
+key = keys.SigningKey(bytes(32))
+built = [envelope.build(key, "anchor.record", {"label": f"x{n}", "sha256": "ab" * 32}) for n in range(3)]
+assert [envelope.from_wire(e.to_wire()) for e in built] == built
+assert pool._unpack(pool._pack(list(built))) == built
+try:
+    envelope.from_wire({"envelope": "e30", "signature": built[0].to_wire()["signature"]})
+except Exception as exc:
+    print(type(exc).__name__, exc.code)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["EncodingError", "malformed"]
