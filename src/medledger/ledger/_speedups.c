@@ -112,6 +112,31 @@ static int check_value(PyObject *v, int depth) {
     return UNSURE; /* floats, and anything else */
 }
 
+/* orjson's sorted compact encoding of a checked value, which is RFC 8785's for every value check_value
+ * accepts unless it holds a 4-byte UTF-8 character (JCS orders such keys by UTF-16 units; Python does that). */
+static int canonical_encoding(PyObject *value, PyObject **out) {
+    PyObject *args = PyTuple_Pack(1, value);
+    if (args == NULL) return ERROR;
+    PyObject *encoded = PyObject_Call(orjson_dumps, args, dumps_kwargs);
+    Py_DECREF(args);
+    if (encoded == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return ERROR; /* JSONEncodeError is a TypeError */
+        PyErr_Clear();
+        return UNSURE;
+    }
+    if (PyBytes_CheckExact(encoded)) {
+        const unsigned char *raw = (const unsigned char *)PyBytes_AS_STRING(encoded);
+        Py_ssize_t i = 0, n = PyBytes_GET_SIZE(encoded);
+        while (i < n && raw[i] < 0xF0) i++;
+        if (i == n) {
+            *out = encoded;
+            return OK;
+        }
+    }
+    Py_DECREF(encoded);
+    return UNSURE;
+}
+
 static const unsigned char *ascii_str(PyObject *v, Py_ssize_t min_len, Py_ssize_t max_len) {
     if (!PyUnicode_CheckExact(v) || !PyUnicode_IS_ASCII(v)) return NULL;
     Py_ssize_t n = PyUnicode_GET_LENGTH(v);
@@ -189,39 +214,18 @@ static int timestamp_ms(PyObject *v, long long *ms) {
 static int decode_body(PyObject *body, PyObject *signature, PyObject **result) {
     Py_ssize_t size = PyBytes_GET_SIZE(body);
     if (size > MAX_ENVELOPE_BYTES || PyBytes_GET_SIZE(signature) != 64) return UNSURE;
-    const unsigned char *raw = (const unsigned char *)PyBytes_AS_STRING(body);
-    for (Py_ssize_t i = 0; i < size; i++) {
-        if (raw[i] >= 0xF0) return UNSURE; /* 4-byte UTF-8: JCS key order differs from orjson's */
-    }
     PyObject *value = PyObject_CallOneArg(orjson_loads, body);
     if (value == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_ValueError)) return ERROR; /* JSONDecodeError is a ValueError */
         PyErr_Clear();
         return UNSURE;
     }
-    int status = UNSURE;
     PyObject *encoded = NULL, *digest = NULL, *tx_id = NULL;
-    int r = check_value(value, 0);
-    if (r != OK) {
-        status = r;
-        goto done;
-    }
-    PyObject *args = PyTuple_Pack(1, value);
-    if (args == NULL) {
-        status = ERROR;
-        goto done;
-    }
-    encoded = PyObject_Call(orjson_dumps, args, dumps_kwargs);
-    Py_DECREF(args);
-    if (encoded == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
-            status = ERROR;
-            goto done;
-        }
-        PyErr_Clear();
-        goto done;
-    }
-    if (!PyBytes_CheckExact(encoded) || PyBytes_GET_SIZE(encoded) != size || memcmp(PyBytes_AS_STRING(encoded), raw, size))
+    int status = check_value(value, 0);
+    if (status == OK) status = canonical_encoding(value, &encoded);
+    if (status != OK) goto done;
+    status = UNSURE;
+    if (PyBytes_GET_SIZE(encoded) != size || memcmp(PyBytes_AS_STRING(encoded), PyBytes_AS_STRING(body), size))
         goto done; /* not the one canonical spelling */
     if (!PyDict_CheckExact(value) || PyDict_GET_SIZE(value) != 5) goto done;
     PyObject *type = PyDict_GetItemWithError(value, k_type);
@@ -237,11 +241,8 @@ static int decode_body(PyObject *body, PyObject *signature, PyObject **result) {
     if (type == NULL || payload == NULL || signer == NULL || nonce == NULL || created_at == NULL) goto done;
     if (!type_ok(type) || !PyDict_CheckExact(payload) || !nonce_ok(nonce) || !timestamp_ms(created_at, &created_ms))
         goto done;
-    r = b64url(signer, 32, 32, NULL);
-    if (r != OK) {
-        status = r;
-        goto done;
-    }
+    status = b64url(signer, 32, 32, NULL);
+    if (status != OK) goto done;
     digest = PyObject_CallOneArg(sha256, body);
     if (digest == NULL) {
         status = ERROR;
@@ -314,27 +315,10 @@ PyDoc_STRVAR(encode_doc,
              "RFC 8785 canonical bytes of a JSON value, or None when the Python reference path must decide.");
 
 static PyObject *encode(PyObject *module, PyObject *value) {
+    PyObject *out = NULL;
     int status = check_value(value, 0);
-    if (status == ERROR) return NULL;
-    if (status == UNSURE) Py_RETURN_NONE;
-    PyObject *args = PyTuple_Pack(1, value);
-    if (args == NULL) return NULL;
-    PyObject *out = PyObject_Call(orjson_dumps, args, dumps_kwargs);
-    Py_DECREF(args);
-    if (out == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
-    if (!PyBytes_CheckExact(out)) goto unsure;
-    const unsigned char *raw = (const unsigned char *)PyBytes_AS_STRING(out);
-    for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(out); i++) {
-        if (raw[i] >= 0xF0) goto unsure; /* JCS orders such keys by UTF-16 units; the Python path does */
-    }
-    return out;
-unsure:
-    Py_DECREF(out);
-    Py_RETURN_NONE;
+    if (status == OK) status = canonical_encoding(value, &out);
+    return answer(status, out);
 }
 
 PyDoc_STRVAR(envelopes_doc,
