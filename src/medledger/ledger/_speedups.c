@@ -295,15 +295,19 @@ static PyObject *decode_wire(PyObject *module, PyObject *item) {
     return answer(status, result);
 }
 
+/* METH_FASTCALL leaves the argument count to the function. */
+static int arity_ok(const char *name, Py_ssize_t nargs, Py_ssize_t wanted) {
+    if (nargs == wanted) return 1;
+    PyErr_Format(PyExc_TypeError, "%s takes exactly %zd arguments (%zd given)", name, wanted, nargs);
+    return 0;
+}
+
 PyDoc_STRVAR(decode_parts_doc,
              "decode_parts(body, signature, /)\n--\n\n"
              "Canonical envelope bytes and a signature -> the SignedEnvelope field tuple, or None.");
 
 static PyObject *decode_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "decode_parts takes exactly two arguments");
-        return NULL;
-    }
+    if (!arity_ok("decode_parts", nargs, 2)) return NULL;
     if (!PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) Py_RETURN_NONE;
     PyObject *result = NULL;
     int status = decode_body(args[0], args[1], &result); /* before reading result: C leaves argument order open */
@@ -327,10 +331,7 @@ PyDoc_STRVAR(envelopes_doc,
              "or None if any row is not a plain accepted one (the Python unpacker then reads them all).");
 
 static PyObject *envelopes(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "envelopes takes exactly five arguments");
-        return NULL;
-    }
+    if (!arity_ok("envelopes", nargs, 5)) return NULL;
     PyObject *rows = args[0], *bodies = args[1], *values = args[2], *signatures = args[3], *cls = args[4];
     if (!PyList_CheckExact(rows) || !PyBytes_CheckExact(bodies) || !PyList_CheckExact(values) ||
         !PyBytes_CheckExact(signatures))
