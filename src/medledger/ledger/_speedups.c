@@ -347,10 +347,17 @@ static PyObject *envelopes(PyObject *module, PyObject *const *args, Py_ssize_t n
         PyObject *row = PyList_GET_ITEM(rows, i), *value = PyList_GET_ITEM(values, i);
         if (!PyList_CheckExact(row) || PyList_GET_SIZE(row) != 4 || !PyDict_CheckExact(value)) goto unsure;
         PyObject *created_ms = PyList_GET_ITEM(row, 0), *tx_id = PyList_GET_ITEM(row, 1);
-        if (!PyLong_CheckExact(created_ms) || !PyUnicode_CheckExact(tx_id)) goto unsure;
-        Py_ssize_t start = PyLong_AsSsize_t(PyList_GET_ITEM(row, 2));
-        Py_ssize_t end = PyLong_AsSsize_t(PyList_GET_ITEM(row, 3));
-        if (PyErr_Occurred()) {
+        PyObject *first = PyList_GET_ITEM(row, 2), *last = PyList_GET_ITEM(row, 3);
+        if (!PyLong_CheckExact(created_ms) || !PyUnicode_CheckExact(tx_id) || !PyLong_CheckExact(first) ||
+            !PyLong_CheckExact(last))
+            goto unsure;
+        Py_ssize_t start = PyLong_AsSsize_t(first);
+        if (start == -1 && PyErr_Occurred()) {
+            PyErr_Clear(); /* an offset beyond Py_ssize_t: not what _pack writes */
+            goto unsure;
+        }
+        Py_ssize_t end = PyLong_AsSsize_t(last);
+        if (end == -1 && PyErr_Occurred()) {
             PyErr_Clear();
             goto unsure;
         }
