@@ -415,6 +415,21 @@ def bench_pipeline(
         print(result["summary"])
 
 
+@bench_app.command("floor")
+def bench_floor(
+    as_json: Annotated[bool, typer.Option("--json", help="print only the JSON")] = False,
+    count: Annotated[int, typer.Option(help="messages verified and inserted per run")] = 40_000,
+    seconds: Annotated[float, typer.Option(help="length of each raw-verify sample")] = 2.0,
+) -> None:
+    """The best T/R this machine allows: verify on every core + durable insert, no other work."""
+    from medledger.bench_floor import floor
+
+    result = floor(count, seconds)
+    print(json.dumps(result, indent=None if as_json else 2))
+    if not as_json:
+        print(result["summary"])
+
+
 @app.command()
 def demo(
     data: DataDir = Path("demo-data"),
