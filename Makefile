@@ -9,11 +9,13 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# the C decoder is compiled by the editable install, so a change to it re-runs the install
+# The C fast paths are compiled by the editable install, so a change to them re-runs the install.
+# Their build is optional (no compiler: the Python paths run alone), so say which one is in use.
 $(STAMP): pyproject.toml src/medledger/ledger/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@$(BIN)/python -c "from medledger.ledger.envelope import DECODER; print('medledger: envelope decoder:', DECODER if DECODER == 'c' else 'python (no C compiler found: the slower Python path runs alone)')"
 	touch $(STAMP)
 
 demo: $(STAMP)
