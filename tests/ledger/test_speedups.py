@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 import rfc8785
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medledger.errors import MedledgerError
@@ -80,7 +80,7 @@ json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-MAX_SAFE_INT, max_value=MAX_SAFE_INT)
-    | st.integers(min_value=2**53 - 3, max_value=2**53 + 3)
+    | st.sampled_from([MAX_SAFE_INT, -MAX_SAFE_INT, MAX_SAFE_INT - 1])  # the edges; beyond them: below
     | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
@@ -90,10 +90,7 @@ json_values = st.recursive(
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload=st.dictionaries(st.text(max_size=10), json_values, max_size=6))
 def test_valid_payloads_of_every_shape(payload: dict[str, Any]) -> None:
-    try:
-        body = body_of(payload=payload)
-    except MedledgerError:
-        assume(False)
+    body = body_of(payload=payload)  # every generated payload is signable data
     got = agree(wire(body))
     if not any(b >= 0xF0 for b in body) and depth(payload) < 30:
         assert got is not None  # everything else is the C decoder's to answer
