@@ -31,6 +31,9 @@ from medledger.ledger.canonical import canonical_bytes
 from medledger.ledger.keys import RESOURCE_DOMAIN
 
 # --- identifier and code systems -------------------------------------------------------------
+#: what the server assigns to every stored version; a client's copies of them are replaced, never kept
+SERVER_FIELDS: Final = ("resourceType", "id", "meta")
+
 SID_LICENCE: Final = "https://medledger.dev/fhir/sid/licence"
 SID_MEMBER: Final = "https://medledger.dev/fhir/sid/member"
 SID_ORG: Final = "https://medledger.dev/fhir/sid/org"

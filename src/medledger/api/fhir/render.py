@@ -94,6 +94,14 @@ class Context:
     previous: Callable[[str, str], dict[str, Any] | None]
     rows: list[Row] = field(default_factory=list)
 
+    def revisable(self, resource_type: str, logical_id: str) -> dict[str, Any] | None:
+        """The current version's content without the fields the server assigns, to build the next
+        version from; None if the resource was never rendered (nothing to revise)."""
+        before = self.previous(resource_type, logical_id)
+        if before is None:
+            return None
+        return {k: v for k, v in before.items() if k not in cv.SERVER_FIELDS}
+
 
 def ref(resource_type: str, logical_id: str) -> dict[str, str]:
     return {"reference": f"{resource_type}/{logical_id}"}
@@ -166,10 +174,9 @@ def _institution_admit(tx: Tx, ctx: Context) -> None:
 def _institution_update(change: Callable[[dict[str, Any], dict[str, Any]], None]) -> Callable[[Tx, Context], None]:
     def run(tx: Tx, ctx: Context) -> None:
         org = tx.payload["org"]
-        before = ctx.previous("Organization", org)
-        if before is None:
+        body = ctx.revisable("Organization", org)
+        if body is None:
             return
-        body = {k: v for k, v in before.items() if k not in ("resourceType", "id", "meta")}
         change(body, tx.payload)
         ctx.rows.append(Row("Organization", org, body, org=org))
 
@@ -233,10 +240,9 @@ def _practitioner_register(tx: Tx, ctx: Context) -> None:
 def _practitioner_status(active: bool) -> Callable[[Tx, Context], None]:
     def run(tx: Tx, ctx: Context) -> None:
         licence = tx.payload["licence_no"]
-        before = ctx.previous("Practitioner", licence)
-        if before is None:
+        body = ctx.revisable("Practitioner", licence)
+        if body is None:
             return
-        body = {k: v for k, v in before.items() if k not in ("resourceType", "id", "meta")}
         body["active"] = active
         # a status decision is the regulator's: org None keeps the institutions that already see the licence
         ctx.rows.append(Row("Practitioner", licence, body, org=None, practitioner=licence))
@@ -365,10 +371,9 @@ def _consultation_open(tx: Tx, ctx: Context) -> None:
 
 def _consultation_close(tx: Tx, ctx: Context) -> None:
     cid = tx.payload["consultation_id"]
-    before = ctx.previous("Encounter", cid)
-    if before is None:
+    body = ctx.revisable("Encounter", cid)
+    if body is None:
         return
-    body = {k: v for k, v in before.items() if k not in ("resourceType", "id", "meta")}
     body["status"] = "finished"
     body["period"] = {**body.get("period", {}), "end": tx.payload["ended_at"]}
     practitioner = next(

@@ -654,7 +654,7 @@ def _response_entry(item: _Item, by_index: Mapping[int, _Item], wanted: str) -> 
         resource: dict[str, Any] = {
             "resourceType": kind,
             "id": logical,
-            **{k: v for k, v in item.entry.resource.items() if k not in ("resourceType", "id", "meta")},
+            **{k: v for k, v in item.entry.resource.items() if k not in cv.SERVER_FIELDS},
         }
         existing = None
     else:
