@@ -33,11 +33,8 @@ import rfc8785
 
 from medledger.errors import EncodingError
 
-try:
-    # Accept-only C encoder: the same checks and bytes for plain values, None for anything else.
-    from medledger.ledger._speedups import encode as _c_encode
-except ImportError:  # pragma: no cover - installed without a C compiler
-    _c_encode = None  # type: ignore[assignment]
+# Accept-only C encoder: the same checks and bytes for plain values, None for anything else.
+from medledger.ledger.speedups import encode as _c_encode
 
 MAX_SAFE_INT = 2**53 - 1
 

@@ -20,21 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medledger.errors import EncodingError
-from medledger.ledger import keys
+from medledger.ledger import keys, speedups
 from medledger.ledger.canonical import b64d, b64e, b64e_bytes, canonical_bytes, parse_canonical
 from medledger.ledger.timefmt import format_ms, now_ms, parse_ms
 
-try:
-    # Accept-only C decoder: answers the common case in ~4 us instead of ~18, and returns None
-    # for anything it is not sure of, which the Python path below then decides.
-    from medledger.ledger._speedups import decode_parts as _c_parts
-    from medledger.ledger._speedups import decode_wire as _c_wire
-
-    #: which decoder answers the common case ("c", or "python" where no C compiler was available)
-    DECODER = "c"
-except ImportError:  # pragma: no cover - installed without a C compiler
-    _c_parts = _c_wire = None  # type: ignore[assignment]
-    DECODER = "python"
+# Accept-only C decoder: answers the common case in ~4 us instead of ~18, and returns None
+# for anything it is not sure of, which the Python path below then decides.
+_c_parts = speedups.decode_parts
+_c_wire = speedups.decode_wire
+#: which decoder answers the common case ("c", or "python" where the extension is missing)
+DECODER = speedups.DECODER
 
 MAX_ENVELOPE_BYTES = 64 * 1024
 ENVELOPE_FIELDS = frozenset({"type", "payload", "signer", "nonce", "created_at"})

@@ -44,12 +44,8 @@ import orjson
 from medledger.errors import MedledgerError, StoreError
 from medledger.ledger import keys
 from medledger.ledger.envelope import SignedEnvelope, from_wire
+from medledger.ledger.speedups import envelopes as _c_envelopes
 from medledger.ledger.txtypes import Registry
-
-try:
-    from medledger.ledger._speedups import envelopes as _c_envelopes
-except ImportError:  # pragma: no cover - installed without a C compiler
-    _c_envelopes = None  # type: ignore[assignment]
 
 
 class Refusal(NamedTuple):
