@@ -370,6 +370,13 @@ def load(
     print(json.dumps(result.to_json() if hasattr(result, "to_json") else result.__dict__))
 
 
+def _bench_report(result: dict[str, Any], as_json: bool) -> None:
+    """Every bench command's output: the JSON (one line with --json), then the one-line summary."""
+    print(json.dumps(result, indent=None if as_json else 2))
+    if not as_json:
+        print(result["summary"])
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     as_json: Annotated[bool, typer.Option("--json", help="print only the JSON")] = False,
@@ -381,9 +388,7 @@ def bench_ingest(
     from medledger.benchmarks import ingest
 
     result = ingest(count=count, http_count=http_count, log=None if as_json else console.print, seconds=seconds)
-    print(json.dumps(result, indent=None if as_json else 2))
-    if not as_json:
-        print(result["summary"])
+    _bench_report(result, as_json)
 
 
 @bench_app.command("proofs")
@@ -395,9 +400,7 @@ def bench_proofs(
     from medledger.benchmarks import proofs
 
     result = proofs(size=size, log=None if as_json else console.print)
-    print(json.dumps(result, indent=None if as_json else 2))
-    if not as_json:
-        print(result["summary"])
+    _bench_report(result, as_json)
 
 
 @bench_app.command("pipeline")
@@ -410,9 +413,7 @@ def bench_pipeline(
     from medledger.bench_pipeline import pipeline
 
     result = pipeline(chains=chains, log=None if as_json else console.print, seconds=seconds)
-    print(json.dumps(result, indent=None if as_json else 2))
-    if not as_json:
-        print(result["summary"])
+    _bench_report(result, as_json)
 
 
 @bench_app.command("floor")
@@ -425,9 +426,7 @@ def bench_floor(
     from medledger.bench_floor import floor
 
     result = floor(count, seconds)
-    print(json.dumps(result, indent=None if as_json else 2))
-    if not as_json:
-        print(result["summary"])
+    _bench_report(result, as_json)
 
 
 @app.command()
