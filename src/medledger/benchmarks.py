@@ -218,7 +218,7 @@ def _drain(
     return statuses, time.perf_counter() - start
 
 
-def library_ingest(count: int, *, batch: int = 500, submitters: int = 4, log: Log = None) -> dict[str, Any]:
+def library_ingest(count: int, *, batch: int = 500, submitters: int = 8, log: Log = None) -> dict[str, Any]:
     from medledger.node.node import Node, NodeConfig
 
     with tempfile.TemporaryDirectory(prefix="medledger-bench-") as tmp:

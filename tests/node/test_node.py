@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -240,6 +241,34 @@ def test_a_killed_worker_is_replaced_and_its_request_answered() -> None:
     assert not [p for p in multiprocessing.active_children() if p.name == "medledger-verify"]
 
 
+def test_a_worker_killed_with_requests_in_flight_loses_none() -> None:
+    """The worker dies holding chunks (one it works on, one in its pipe) while more wait in
+    its queue: the fresh worker gets every one of them once, and the caller's answers are whole."""
+    import multiprocessing
+    import signal
+
+    from medledger.node.pool import VerifyPool
+
+    key = SigningKey.generate()
+    items = [anchor(key, n) for n in range(3000)]
+    pool = VerifyPool(CORE_REGISTRY, workers=1)
+    got: list[object] = []
+    try:
+        caller = threading.Thread(target=lambda: got.extend(pool.check_sync(items)))
+        caller.start()
+        time.sleep(0.05)  # the first chunks are in the worker's pipe by now; 3,000 signatures take ~0.3 s
+        (victim,) = [p for p in multiprocessing.active_children() if p.name == "medledger-verify"]
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+        caller.join(60)
+        assert [r.to_wire() for r in got] == items  # type: ignore[attr-defined]
+        (fresh,) = [p for p in multiprocessing.active_children() if p.name == "medledger-verify"]
+        assert fresh.pid != victim.pid
+    finally:
+        pool.close()
+    assert not [p for p in multiprocessing.active_children() if p.name == "medledger-verify"]
+
+
 def test_signature_checks_split_over_more_workers_than_the_batch_needs() -> None:
     """verify's signature-only path: nine envelopes over four workers, one forged, answered in order;
     the workers the short batch did not need go back to the pool, which still answers after."""
@@ -276,7 +305,7 @@ def test_a_worker_reports_its_own_failure_and_stays_alive() -> None:
     try:
         before = [p.pid for p in multiprocessing.active_children() if p.name == "medledger-verify"]
         with pytest.raises(MedledgerError) as info:
-            pool._run(1, lambda n: [b"C" + b"not the JSON the node sends"])  # the only way to send what the node never sends
+            pool._ask([(b"C" + b"not the JSON the node sends", 1)])  # the only way to send what the node never sends
         assert info.value.code == "internal-error" and "JSONDecodeError" in info.value.message
         assert len(pool.check_sync([anchor(key, n) for n in range(20)])) == 20
         assert [p.pid for p in multiprocessing.active_children() if p.name == "medledger-verify"] == before
@@ -284,23 +313,32 @@ def test_a_worker_reports_its_own_failure_and_stays_alive() -> None:
         pool.close()
 
 
-def test_a_caller_that_finds_fewer_idle_workers_gets_the_same_answers() -> None:
-    """With one of two workers busy elsewhere, the chunks meant for two go to the idle one as one
-    spliced array; the answers must still match the inline checks item for item."""
+def test_concurrent_callers_get_their_own_answers_in_order() -> None:
+    """Many callers' chunks share each worker's pipe, two requests deep: every caller must get
+    exactly the inline answers for its own batch, item for item, whatever the interleaving."""
+
     from medledger.node.pool import VerifyPool
 
     key = SigningKey.generate()
-    batch = [anchor(key, n) for n in range(300)]
-    batch[150] = dict(batch[150], signature=batch[151]["signature"])
+    batches = []
+    for b in range(12):
+        batch = [anchor(key, 1000 * b + n) for n in range(37 * (b + 1))]
+        batch[b] = dict(batch[b], signature=batch[b + 1]["signature"])  # one forgery, at a different place in each
+        batches.append(batch)
     inline, pooled = VerifyPool(CORE_REGISTRY, workers=0), VerifyPool(CORE_REGISTRY, workers=2)
+    got: dict[int, list[object]] = {}
     try:
-        busy = pooled._take(1)  # another request's worker: no public way to hold one
-        try:
-            got = pooled.check_sync(batch)
-        finally:
-            pooled._give_back(busy[0])
-        assert got == inline.check_sync(batch)
-        assert pooled.check_sync(batch) == got  # and with both workers idle again
+        expected = {b: inline.check_sync(batch) for b, batch in enumerate(batches)}
+
+        def call(b: int) -> None:
+            got[b] = list(pooled.check_sync(batches[b]))
+
+        threads = [threading.Thread(target=call, args=(b,)) for b in range(len(batches))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert got == expected
     finally:
         inline.close()
         pooled.close()

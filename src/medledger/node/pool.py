@@ -25,6 +25,9 @@ too without the ledger layer importing them.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import fcntl
 import importlib
 import multiprocessing
 import os
@@ -33,7 +36,7 @@ import signal
 import struct
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 
@@ -180,27 +183,34 @@ _CHECK, _SIGNATURES, _READY = b"C", b"S", b"R"
 _OK, _FAILED = b"K", b"E"
 _LENGTHS = struct.Struct("<II")
 _TRIPLE_HEAD = struct.Struct("<32s64sI")
+#: requests a worker holds at once: the one it works on and the next, already in its pipe
+_DEPTH = 2
+#: items per request: small enough that a batch spreads over every worker and several
+#: callers' chunks interleave, large enough that the per-request cost stays under 1%
+_CHUNK = 128
+#: a whole request or answer fits in the pipe, so neither side waits for the other to read
+_PIPE_BYTES = 1 << 20
 
 
-def _worker_main(conn: Connection, registry_path: str) -> None:
-    """A worker: answer requests on its pipe until the node closes it."""
+def _worker_main(requests: Connection, replies: Connection, registry_path: str) -> None:
+    """A worker: answer requests in order until the node closes its end."""
     _init_worker(registry_path)
-    conn.send_bytes(_READY)
-    while True:
-        try:
-            request = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        kind, data = request[:1], request[1:]
-        try:
-            if kind == _CHECK:
-                rows, bodies, signatures = check_chunk(data)
-                reply = _OK + _LENGTHS.pack(len(rows), len(bodies)) + rows + bodies + signatures
-            else:
-                reply = _OK + bytes(_signatures_ok(_unpack_triples(data)))
-        except Exception as exc:  # noqa: BLE001 - a bug, not bad input (check_one answers that): report, stay alive
-            reply = _FAILED + f"{type(exc).__name__}: {exc}".encode()
-        conn.send_bytes(reply)
+    try:
+        replies.send_bytes(_READY)
+        while True:
+            request = requests.recv_bytes()
+            kind, data = request[:1], request[1:]
+            try:
+                if kind == _CHECK:
+                    rows, bodies, signatures = check_chunk(data)
+                    reply = _OK + _LENGTHS.pack(len(rows), len(bodies)) + rows + bodies + signatures
+                else:
+                    reply = _OK + bytes(_signatures_ok(_unpack_triples(data)))
+            except Exception as exc:  # noqa: BLE001 - a bug, not bad input (check_one answers that): report, stay alive
+                reply = _FAILED + f"{type(exc).__name__}: {exc}".encode()
+            replies.send_bytes(reply)
+    except (EOFError, OSError):
+        return
 
 
 def _pack_triples(triples: Sequence[tuple[bytes, bytes, bytes]]) -> bytes:
@@ -228,37 +238,164 @@ def _split_reply(reply: bytes) -> tuple[bytes, bytes, bytes]:
     )
 
 
+def _widen(conn: Connection) -> None:
+    # not Linux, or over the system's pipe-max-size: the pipe still works, with more waiting
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+
 class _Worker:
-    """One worker process and the node's end of its pipe."""
+    """One worker process and the node's ends of its two pipes (requests in, answers out)."""
 
     def __init__(self, context: Any, registry_path: str) -> None:
-        self.conn, child = context.Pipe(duplex=True)
+        their_requests, self.requests = context.Pipe(duplex=False)
+        self.replies, their_replies = context.Pipe(duplex=False)
+        _widen(self.requests)
+        _widen(self.replies)
         self.process = context.Process(
-            target=_worker_main, args=(child, registry_path), name="medledger-verify", daemon=True
+            target=_worker_main,
+            args=(their_requests, their_replies, registry_path),
+            name="medledger-verify",
+            daemon=True,
         )
         self.process.start()
-        child.close()
+        their_requests.close()
+        their_replies.close()
 
     def ready(self) -> None:
         try:
-            started = self.conn.recv_bytes() == _READY
+            started = self.replies.recv_bytes() == _READY
         except (EOFError, OSError):
             started = False
         if not started:
             self.process.join(1)
+            self.kill()
             raise _unavailable(f"a signature-checking worker did not start (exit code {self.process.exitcode})")
 
-    def stop(self) -> None:
-        self.conn.close()  # the worker reads EOF and exits
-        self.process.join(5)
+    def kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
-            self.process.join()
+        self.process.join()
+        self.replies.close()
 
 
-def _splice(arrays: list[bytes]) -> bytes:
-    """Non-empty JSON arrays as one array: ``[a,b]`` and ``[c]`` give ``[a,b,c]``."""
-    return arrays[0] if len(arrays) == 1 else b"[" + b",".join(a[1:-1] for a in arrays) + b"]"
+class _Job:
+    """One request on its way through a worker; ``retried`` once it was resent after a worker died."""
+
+    __slots__ = ("future", "request", "retried", "size")
+
+    def __init__(self, request: bytes, size: int) -> None:
+        self.request = request
+        self.size = size
+        self.future: Future[bytes] = Future()
+        self.retried = False
+
+
+class _Slot:
+    """A worker process with a node thread that feeds it and one that drains it.
+
+    Before this, the thread that needed a check sent it and waited for the
+    answer; between two requests a worker sat idle until some thread got the
+    interpreter lock back, and a batch split over both workers waited for the
+    slower one. The workers were busy 60% of the run with the node at 50% of
+    a core. Now each worker holds up to ``_DEPTH`` requests in a pipe wide
+    enough for them, so it starts the next chunk the moment it answers one.
+    """
+
+    def __init__(self, pool: VerifyPool, worker: _Worker) -> None:
+        self.pool = pool
+        self.worker = worker
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.inflight: collections.deque[_Job] = collections.deque()
+        self.free = threading.Semaphore(_DEPTH)
+        self.lock = threading.Lock()
+        #: items queued here or in flight; guarded by the pool's lock
+        self.load = 0
+        #: why this slot stopped for good (its worker could not be restarted)
+        self.broken: MedledgerError | None = None
+        self.stopping = False
+        self.sender = threading.Thread(target=self._send_loop, name="medledger-verify-send", daemon=True)
+        self.receiver = threading.Thread(target=self._receive_loop, name="medledger-verify-receive", daemon=True)
+        self.sender.start()
+        self.receiver.start()
+
+    def _send_loop(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            self.free.acquire()
+            with self.lock:
+                if self.broken is not None or self.stopping:
+                    self.free.release()
+                    self.pool._finish(self, job, error=self.broken or _shutting_down())
+                    continue
+                self.inflight.append(job)
+                conn = self.worker.requests
+            with contextlib.suppress(OSError):  # the worker died: its receiver resends what it held
+                conn.send_bytes(job.request)
+
+    def _receive_loop(self) -> None:
+        while True:
+            worker = self.worker
+            try:
+                reply = worker.replies.recv_bytes()
+            except (EOFError, OSError):
+                if not self._revive(worker):
+                    return
+                continue
+            with self.lock:
+                job = self.inflight.popleft()
+            self.free.release()
+            self.pool._finish(self, job, reply)
+
+    def _revive(self, dead: _Worker) -> bool:
+        """The worker is gone: start another and send it, once, what the dead one held."""
+        dead.kill()
+        fresh: _Worker | None = None
+        failure: MedledgerError | None = None
+        if not self.stopping:
+            try:
+                fresh = _Worker(self.pool._context, self.pool.registry_path)
+                fresh.ready()
+            except MedledgerError as exc:
+                fresh, failure = None, exc
+        with self.lock:
+            # taken with the swap, so a job is either in here or sent to the fresh worker
+            lost = list(self.inflight)
+            self.inflight.clear()
+            if fresh is not None and self.stopping:  # the pool closed while this one started
+                fresh.kill()
+                fresh = None
+            if fresh is not None:
+                self.worker = fresh
+            elif failure is not None:
+                self.broken = failure
+        for job in lost:
+            self.free.release()
+            if fresh is None:
+                self.pool._finish(self, job, error=failure or _shutting_down())
+            elif job.retried:
+                twice = _unavailable("a signature-checking worker stopped twice on this request; retry later")
+                self.pool._finish(self, job, error=twice)
+            else:
+                job.retried = True
+                self.jobs.put(job)
+        return fresh is not None
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.jobs.put(None)
+        self.sender.join(5)
+        with self.lock:
+            worker = self.worker
+        if not self.sender.is_alive():  # never close a pipe a send may still be using
+            worker.requests.close()  # the worker reads EOF and exits; the receiver then sees EOF too
+            worker.process.join(5)
+        if worker.process.is_alive():
+            worker.process.kill()  # stuck: its receiver fails what it held, which frees the sender
+        self.receiver.join(5)
+        self.sender.join(5)
 
 
 def _answer(reply: bytes) -> bytes:
@@ -275,13 +412,21 @@ def _unavailable(why: str) -> StoreError:
     return StoreError(why, code="unavailable", status=503)
 
 
+def _shutting_down() -> StoreError:
+    return _unavailable("the node is shutting down; submit again once it is back")
+
+
+def _chunks(count: int, workers: int) -> range:
+    """Start offsets of the requests ``count`` items go out in: every worker gets some."""
+    return range(0, count, max(8, min(_CHUNK, -(-count // workers))))
+
+
 class VerifyPool:
     """Runs :func:`check_one` over batches, in worker processes when ``workers > 0``.
 
-    Safe to call from many threads. A caller takes one idle worker (waiting
-    for one if need be) and any others idle at that moment, and never waits
-    for more while it holds some, so callers cannot deadlock on each other.
-    A worker that dies is replaced and its request sent once more.
+    Safe to call from many threads. Each batch goes out as chunks, each to the
+    worker with the least work queued; a caller waits only for its own. A worker
+    that dies is replaced and what it held sent once more.
     """
 
     def __init__(self, registry_path: str, workers: int | None = None) -> None:
@@ -289,93 +434,51 @@ class VerifyPool:
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.registry = load_registry(registry_path)
         self._context = multiprocessing.get_context("spawn")
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
         self._closed = False
-        self._background: ThreadPoolExecutor | None = None
-        self._background_lock = threading.Lock()
-        #: workers taken by callers and not yet given back, so close() can wait for them
-        self._out = 0
-        self._returned = threading.Condition()
         started = [_Worker(self._context, registry_path) for _ in range(self.workers)]
-        for worker in started:  # they spawn in parallel; the first request finds them ready
-            worker.ready()
-            self._idle.put(worker)
+        try:
+            for worker in started:  # they spawn in parallel; the first request finds them ready
+                worker.ready()
+        except MedledgerError:
+            for worker in started:
+                worker.kill()
+            raise
+        self._slots = [_Slot(self, worker) for worker in started]
 
     # -- talking to workers -------------------------------------------------------
 
-    def _fresh(self) -> _Worker:
-        worker = _Worker(self._context, self.registry_path)
-        worker.ready()
-        return worker
+    def _submit(self, requests: Sequence[tuple[bytes, int]]) -> list[Future[bytes]]:
+        """Queue ``(request, item count)`` pairs; a future per request resolves to its raw answer."""
+        placed: list[tuple[_Slot, _Job]] = []
+        with self._lock:
+            if self._closed:
+                raise _shutting_down()
+            slots = [slot for slot in self._slots if slot.broken is None]
+            if not slots:
+                raise self._slots[0].broken or _unavailable("no signature-checking worker is running")
+            for request, size in requests:
+                slot = min(slots, key=_load)
+                slot.load += size
+                placed.append((slot, _Job(request, size)))
+        for slot, job in placed:
+            slot.jobs.put(job)
+        return [job.future for _, job in placed]
 
-    def _take(self, wanted: int) -> list[_Worker]:
-        if self._closed:
-            raise _unavailable("the node is shutting down; submit again once it is back")
-        while True:
-            try:
-                taken = [self._idle.get(timeout=0.5)]
-                break
-            except queue.Empty:
-                if self._closed:
-                    raise _unavailable("the node is shutting down; submit again once it is back") from None
-        while len(taken) < wanted:
-            try:
-                taken.append(self._idle.get_nowait())
-            except queue.Empty:
-                break
-        with self._returned:
-            self._out += len(taken)
-        return taken
+    def _finish(self, slot: _Slot, job: _Job, reply: bytes = b"", error: BaseException | None = None) -> None:
+        with self._lock:
+            slot.load -= job.size
+            if slot.load == 0:
+                self._settled.notify_all()
+        if error is None:
+            job.future.set_result(reply)
+        else:
+            job.future.set_exception(error)
 
-    def _run(self, wanted: int, requests_for: Callable[[int], list[bytes]]) -> list[bytes]:
-        """Take up to ``wanted`` workers, send each one request built for that many, collect in order."""
-        workers = self._take(wanted)
-        answers: list[bytes] = []
-        try:
-            requests = requests_for(len(workers))
-            while len(workers) > len(requests):  # a short batch needs fewer workers than it took
-                self._give_back(workers.pop())
-            sent = []
-            for worker, request in zip(workers, requests, strict=True):
-                try:
-                    worker.conn.send_bytes(request)
-                    sent.append(True)
-                except OSError:
-                    sent.append(False)
-            for i, request in enumerate(requests):
-                try:
-                    if not sent[i]:
-                        raise EOFError
-                    answers.append(workers[i].conn.recv_bytes())
-                except (EOFError, OSError):
-                    workers[i] = self._replace(workers[i])
-                    try:
-                        workers[i].conn.send_bytes(request)
-                        answers.append(workers[i].conn.recv_bytes())
-                    except (EOFError, OSError):
-                        workers[i] = self._replace(workers[i])
-                        raise _unavailable(
-                            "a signature-checking worker stopped twice on this request; retry later"
-                        ) from None
-        except BaseException:
-            # a worker whose answer was not read may hold half of it in its pipe: never reuse it
-            for i in range(len(answers), len(workers)):
-                workers[i] = self._replace(workers[i])
-            raise
-        finally:
-            for worker in workers:
-                self._give_back(worker)
-        return [_answer(reply) for reply in answers]  # every reply read whole: the workers are fine
-
-    def _give_back(self, worker: _Worker) -> None:
-        self._idle.put(worker)
-        with self._returned:
-            self._out -= 1
-            self._returned.notify_all()
-
-    def _replace(self, worker: _Worker) -> _Worker:
-        worker.stop()
-        return worker if self._closed else self._fresh()
+    def _ask(self, requests: Sequence[tuple[bytes, int]]) -> list[bytes]:
+        """Send requests and wait for every answer, in order; a failed check raises."""
+        return [_answer(future.result()) for future in self._submit(requests)]
 
     # -- the checks ---------------------------------------------------------------
 
@@ -383,60 +486,51 @@ class VerifyPool:
         """Every stateless check of every item, on the workers; one result per item, in order."""
         if self.workers == 0 or len(items) < 8:
             return [check_one(item, self.registry) for item in items]
-        # One JSON array per worker we would like; if fewer are idle, neighbouring arrays are
-        # spliced together (their bytes, not their items), so no item is encoded twice.
-        wanted = min(self.workers, len(items) // 64 or 1)
-        size = -(-len(items) // wanted)
         try:
-            parts = [orjson.dumps(list(items[i : i + size]), option=_PLAIN_JSON) for i in range(0, len(items), size)]
+            requests = [
+                (_CHECK + orjson.dumps(list(items[i : i + size]), option=_PLAIN_JSON), len(items[i : i + size]))
+                for i, size in _sized(_chunks(len(items), self.workers), len(items))
+            ]
         except (TypeError, orjson.JSONEncodeError):
             # not plain JSON (a library caller's own objects): each item fails its own checks here
             return [check_one(item, self.registry) for item in items]
-
-        def requests(n: int) -> list[bytes]:
-            per = -(-len(parts) // n)
-            return [_CHECK + _splice(parts[i : i + per]) for i in range(0, len(parts), per)]
-
         out: list[SignedEnvelope | Refusal] = []
-        for answer in self._run(len(parts), requests):
+        for answer in self._ask(requests):
             out += _unpack(_split_reply(answer))
         return out
-
-    def _signatures_sync(self, triples: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-        def requests(n: int) -> list[bytes]:
-            size = -(-len(triples) // n)
-            return [_SIGNATURES + _pack_triples(triples[i : i + size]) for i in range(0, len(triples), size)]
-
-        return [bool(ok) for answer in self._run(self.workers, requests) for ok in answer]
 
     def signatures_ok(self, envelopes: Sequence[SignedEnvelope]) -> Callable[[], list[bool]]:
         """Start checking envelope signatures only, on every core; call the result to collect.
 
         ``verify`` has decoded the envelopes already and submits the next blocks'
         checks before replaying the current one, so the workers never wait on it.
-        The request waits on a helper thread, not on ``verify``'s.
         """
         triples = [(keys.public_key_bytes(e.signer), e.body, e.signature) for e in envelopes]
         if self.workers == 0 or len(triples) < 8:
             done = _signatures_ok(triples)
             return lambda: done
-        with self._background_lock:
-            if self._background is None:
-                self._background = ThreadPoolExecutor(self.workers, thread_name_prefix="medledger-verify")
-            future: Future[list[bool]] = self._background.submit(self._signatures_sync, triples)
-        return future.result
+        futures = self._submit(
+            [
+                (_SIGNATURES + _pack_triples(triples[i : i + size]), len(triples[i : i + size]))
+                for i, size in _sized(_chunks(len(triples), self.workers), len(triples))
+            ]
+        )
+        return lambda: [bool(ok) for future in futures for ok in _answer(future.result())]
 
     def close(self) -> None:
         """Stop the workers once the requests in flight are answered."""
-        if self._closed:
-            return
-        if self._background is not None:
-            self._background.shutdown(wait=True, cancel_futures=True)
-        self._closed = True
-        with self._returned:
-            self._returned.wait_for(lambda: self._out == 0, timeout=30)
-        while True:
-            try:
-                self._idle.get_nowait().stop()
-            except queue.Empty:
-                break
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._settled.wait_for(lambda: all(slot.load == 0 for slot in self._slots), timeout=30)
+        for slot in self._slots:
+            slot.stop()
+
+
+def _load(slot: _Slot) -> int:
+    return slot.load
+
+
+def _sized(starts: range, count: int) -> list[tuple[int, int]]:
+    return [(start, min(starts.step, count - start)) for start in starts]
