@@ -141,6 +141,38 @@ def test_concurrent_submitters_with_worker_pool(tmp_path: Path) -> None:
     _verify(tmp_path / "l")
 
 
+def test_blocks_of_every_size_store_every_row(tmp_path: Path) -> None:
+    """A block's rows go to SQLite in multi-row statements of 256, 32, 4 and 1: every size around
+    those boundaries must store each transaction and each state write exactly once."""
+    keys = init_ledger(tmp_path / "l")
+    node = Node(NodeConfig(tmp_path / "l", workers=0, max_block_txs=1000, max_wait_ms=1))
+    try:
+        member = SigningKey.generate()
+        node.submit_sync([register(keys.demo_admin, f"{DEMO_ORG}/m", member)])
+        sent: list[dict[str, str]] = []
+        heights = set()
+        for size in (1, 3, 4, 5, 31, 33, 256, 257, 300):
+            batch = [anchor(member, n) for n in range(size)]
+            receipts = node.submit_sync(batch)
+            heights |= {r.height for r in receipts}
+            sent += batch
+        members = [SigningKey.generate() for _ in range(129)]  # 258 state rows in one block
+        registered = node.submit_sync(
+            [register(keys.demo_admin, f"{DEMO_ORG}/r{n}", key) for n, key in enumerate(members)]
+        )
+        assert len({r.height for r in registered}) == 1
+        assert len(heights) == 9  # one block per batch
+        for wire in sent:
+            record = node.store.tx(envelope.from_wire(wire).tx_id)
+            assert record is not None and record.body == envelope.from_wire(wire).body
+        for n, key in enumerate(members):
+            assert node.store.get_state(f"member/{DEMO_ORG}/r{n}")["key"] == key.key_id
+            assert node.store.get_state("key/" + key.key_id)["member"] == f"{DEMO_ORG}/r{n}"
+    finally:
+        node.close()
+    _verify(tmp_path / "l")
+
+
 def test_restart_continues_the_same_tree(populated: Populated) -> None:
     node = Node(NodeConfig(populated.data, workers=0, max_wait_ms=1))
     before = node.store.tree_head()
