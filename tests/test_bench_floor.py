@@ -14,7 +14,7 @@ def _check(result: dict[str, object], count: int) -> None:
     r = result["raw_verify_per_s"]
     assert isinstance(r, float) and r > 0 and result["count"] == count
     assert result["machine"]["envelope_decoder"] in {"c", "python"}  # type: ignore[index]
-    for variant in ("no_index", "replay_indexes"):
+    for variant in ("no_index", "replay_indexes", "required_minimum"):
         figures = result[variant]
         assert isinstance(figures, dict)
         assert figures["committed_per_s"] > 0
