@@ -7,16 +7,17 @@ type, and ``tx_id``. Payload schemas are validated once, at admission, because
 execution needs the validated payload in the committing process anyway.
 
 The node process shares one interpreter lock between admission and the
-committer, so what the pool costs *there* is what matters. Two measured
+committer, so what the pool costs *there* is what matters. Three measured
 choices follow:
 
 * Work crosses the process boundary as bytes (orjson in, packed rows out),
   never as pickled objects: pickling was a quarter of the node's interpreter
   time at ingest rates.
 * No ``ProcessPoolExecutor``: its manager and feeder threads woke for every
-  chunk (selectors, wake-up pipes, futures) and took another quarter. Here
-  the thread that needs a check writes to an idle worker's pipe and blocks
-  on the answer with the lock released; nothing else runs in between.
+  chunk (selectors, wake-up pipes, futures) and took another quarter.
+* Each worker is kept fed: it holds the chunk it works on and the next one,
+  already in its pipe, so it never waits for a node thread to win the
+  interpreter lock back before it can start again (see :class:`_Slot`).
 
 Workers build the transaction-type registry from an import path
 (``module:function``) so that the contracts layer's types are checked there
