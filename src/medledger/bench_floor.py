@@ -48,8 +48,7 @@ import orjson
 
 from medledger.benchmarks import machine, make_envelopes, raw_verify_rates
 from medledger.ledger import keys, merkle
-from medledger.ledger.canonical import b64e_bytes
-from medledger.ledger.envelope import from_wire
+from medledger.ledger.envelope import from_wire, leaf_data
 from medledger.ledger.sqlite_store import node_runs
 
 MESSAGE = 300
@@ -145,8 +144,7 @@ def _run_log(chunks: list[bytes], count: int) -> float:
                     at += signer_len + nonce_len
                     body = packed[at : at + body_len]
                     at += body_len
-                    leaf = b'{"envelope":' + body + b',"signature":"' + b64e_bytes(signature) + b'"}'
-                    leaves.append(hashlib.sha256(b"\x00" + leaf).digest())
+                    leaves.append(merkle.leaf_hash(leaf_data(body, signature)))
                     rows.append((frontier.size + len(rows), tx_id, nonce, signer, body, signature))
                 if len(rows) >= BLOCK:
                     commit()

@@ -37,6 +37,15 @@ _type_pattern = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*")
 _nonce_pattern = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
+def leaf_data(body: bytes, signature: bytes) -> bytes:
+    """Canonical ``{"envelope": <envelope>, "signature": "<b64url>"}``: what a Merkle leaf commits to.
+
+    Built by splicing because the body is already canonical and the keys
+    sort as written; equal to ``canonical_bytes`` of that object.
+    """
+    return b'{"envelope":' + body + b',"signature":"' + b64e_bytes(signature) + b'"}'
+
+
 @dataclass(slots=True)
 class SignedEnvelope:
     """An envelope's canonical bytes, its parsed fields and its signature.
@@ -57,12 +66,8 @@ class SignedEnvelope:
     tx_id: str = field(default="")
 
     def leaf_data(self) -> bytes:
-        """Canonical ``{"envelope": <envelope>, "signature": "<b64url>"}``.
-
-        Built by splicing because the body is already canonical and the keys
-        sort as written; equal to ``canonical_bytes`` of that object.
-        """
-        return b'{"envelope":' + self.body + b',"signature":"' + b64e_bytes(self.signature) + b'"}'
+        """The bytes this envelope's Merkle leaf commits to (see :func:`leaf_data`)."""
+        return leaf_data(self.body, self.signature)
 
     def to_wire(self) -> dict[str, str]:
         return {"envelope": b64e(self.body), "signature": b64e(self.signature)}
