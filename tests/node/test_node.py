@@ -302,8 +302,8 @@ def test_a_worker_killed_with_requests_in_flight_loses_none() -> None:
 
 
 def test_signature_checks_split_over_more_workers_than_the_batch_needs() -> None:
-    """verify's signature-only path: nine envelopes over four workers, one forged, answered in order;
-    the workers the short batch did not need go back to the pool, which still answers after."""
+    """verify's signature-only path: nine envelopes over four workers, one forged, answered in order
+    (and eight, submitted before the first is collected); the pool still answers checks after."""
     from medledger.node.pool import VerifyPool
 
     key, other = SigningKey.generate(), SigningKey.generate()
@@ -348,7 +348,6 @@ def test_a_worker_reports_its_own_failure_and_stays_alive() -> None:
 def test_concurrent_callers_get_their_own_answers_in_order() -> None:
     """Many callers' chunks share each worker's pipe, two requests deep: every caller must get
     exactly the inline answers for its own batch, item for item, whatever the interleaving."""
-
     from medledger.node.pool import VerifyPool
 
     key = SigningKey.generate()
