@@ -422,7 +422,7 @@ def bench_floor(
     count: Annotated[int, typer.Option(help="messages verified and inserted per run")] = 40_000,
     seconds: Annotated[float, typer.Option(help="length of each raw-verify sample")] = 2.0,
 ) -> None:
-    """The best T/R this machine allows: verify on every core + durable insert, no other work."""
+    """The best T/R this machine allows: verify + durable insert alone, then with only the required decoding and log."""
     from medledger.bench_floor import floor
 
     result = floor(count, seconds)

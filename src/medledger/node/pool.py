@@ -417,9 +417,10 @@ def _shutting_down() -> StoreError:
     return _unavailable("the node is shutting down; submit again once it is back")
 
 
-def _chunks(count: int, workers: int) -> range:
-    """Start offsets of the requests ``count`` items go out in: every worker gets some."""
-    return range(0, count, max(8, min(_CHUNK, -(-count // workers))))
+def _chunks(items: Sequence[Any], workers: int) -> list[Sequence[Any]]:
+    """The requests ``items`` go out in: at most ``_CHUNK`` each, and every worker gets some."""
+    step = max(8, min(_CHUNK, -(-len(items) // workers)))
+    return [items[start : start + step] for start in range(0, len(items), step)]
 
 
 class VerifyPool:
@@ -489,8 +490,8 @@ class VerifyPool:
             return [check_one(item, self.registry) for item in items]
         try:
             requests = [
-                (_CHECK + orjson.dumps(list(items[i : i + size]), option=_PLAIN_JSON), len(items[i : i + size]))
-                for i, size in _sized(_chunks(len(items), self.workers), len(items))
+                (_CHECK + orjson.dumps(list(chunk), option=_PLAIN_JSON), len(chunk))
+                for chunk in _chunks(items, self.workers)
             ]
         except (TypeError, orjson.JSONEncodeError):
             # not plain JSON (a library caller's own objects): each item fails its own checks here
@@ -511,10 +512,7 @@ class VerifyPool:
             done = _signatures_ok(triples)
             return lambda: done
         futures = self._submit(
-            [
-                (_SIGNATURES + _pack_triples(triples[i : i + size]), len(triples[i : i + size]))
-                for i, size in _sized(_chunks(len(triples), self.workers), len(triples))
-            ]
+            [(_SIGNATURES + _pack_triples(chunk), len(chunk)) for chunk in _chunks(triples, self.workers)]
         )
         return lambda: [bool(ok) for future in futures for ok in _answer(future.result())]
 
@@ -531,7 +529,3 @@ class VerifyPool:
 
 def _load(slot: _Slot) -> int:
     return slot.load
-
-
-def _sized(starts: range, count: int) -> list[tuple[int, int]]:
-    return [(start, min(starts.step, count - start)) for start in starts]
