@@ -10,6 +10,14 @@ Admission is all-or-nothing per request: if any envelope is refused, none is
 queued, so a bad request writes nothing. A receipt is returned only after the
 block holding its envelope is durably committed; "acknowledged" therefore
 always means "on disk".
+
+Replay checks read committed nonces from the store *outside* the node's lock
+(the look-up is the slow part of admission), so a block can commit between a
+request's look-up and its decision. The committer therefore moves each
+block's ``(signer, nonce)`` pairs from ``_pending`` to ``_recent`` under the
+lock and counts a commit generation; an admission notes the generation before
+its look-up and, under the lock, also consults what committed since. Pairs
+leave ``_recent`` once no admission in flight can still need them.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -45,6 +54,9 @@ CORE_REGISTRY = "medledger.ledger.identity:core_registry"
 #: what every medledger ledger runs: the generic types and the regulatory rulebook
 DEFAULT_REGISTRY = "medledger.contracts.types:registry"
 MAX_BATCH = 10_000
+#: pairs kept for admissions in flight at most; past it an admission whose look-up is older than what was
+#: dropped repeats its look-up under the lock (correct, only slower), so memory stays bounded
+RECENT_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,16 @@ class Node:
         self._lock = threading.Lock()
         #: (signer, nonce) -> tx_id of every admitted, not yet committed envelope
         self._pending: dict[tuple[str, str], str] = {}
+        #: blocks committed so far by this node (admission notes it before its lock-free store look-up)
+        self._generation = 0
+        #: (signer, nonce) -> tx_id committed after some in-flight admission's look-up began
+        self._recent: dict[tuple[str, str], str] = {}
+        #: (generation, pairs) in commit order, so ``_recent`` is pruned oldest first
+        self._recent_blocks: deque[tuple[int, list[tuple[str, str]]]] = deque()
+        #: generations up to this one were dropped from ``_recent`` by RECENT_MAX before every reader was done
+        self._recent_floor = 0
+        #: generation -> admissions whose store look-up started then and have not decided yet
+        self._lookups: dict[int, int] = {}
         self._signers: dict[str, Signer | None] = {}
         self._signer_generation = 0
         self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
@@ -165,27 +187,98 @@ class Node:
     def admit(self, envelopes: Sequence[SignedEnvelope]) -> Future[list[Receipt]]:
         """Stateful gateway checks, atomically for the whole batch, then queue."""
         now = self.config.clock()
-        committed = self.store.find_nonces([(e.signer, e.nonce) for e in envelopes])
-        skew = self._max_skew_ms()
-        payloads = self._validate(envelopes)
+        pairs = [(e.signer, e.nonce) for e in envelopes]
         with self._lock:
-            if not self._running:
-                raise StoreError("the node is shutting down; submit again once it is back", code="unavailable")
-            errors: list[dict[str, Any]] = []
-            batch: dict[tuple[str, str], str] = {}
-            for i, env in enumerate(envelopes):
-                problem = self._admission_problem(env, now, skew, committed, batch)
-                if problem is not None:
-                    errors.append({"index": i, **problem})
-                batch.setdefault((env.signer, env.nonce), env.tx_id)
-            if errors:
-                raise _refusal(errors, len(envelopes))
-            self._pending.update(batch)
-            queued = _Batch(list(envelopes), payloads)
-            # Once queued, receipts cannot be cancelled: the block will be written anyway.
-            queued.future.set_running_or_notify_cancel()
-            self._queue.put(queued)
+            seen = self._generation
+            self._lookups[seen] = self._lookups.get(seen, 0) + 1
+        try:
+            committed = self.store.find_nonces(pairs)
+            skew = self._max_skew_ms()
+            payloads = self._validate(envelopes)
+        except BaseException:
+            with self._lock:
+                self._lookup_done(seen)
+            raise
+        with self._lock:
+            try:
+                queued = self._admit_locked(envelopes, payloads, now, skew, committed, seen, pairs)
+            finally:
+                self._lookup_done(seen)  # only now: pruning must keep what this decision read
         return queued.future
+
+    def _admit_locked(
+        self,
+        envelopes: Sequence[SignedEnvelope],
+        payloads: list[Any],
+        now: int,
+        skew: int,
+        committed: dict[tuple[str, str], str],
+        seen: int,
+        pairs: list[tuple[str, str]],
+    ) -> _Batch:
+        if not self._running:
+            raise StoreError("the node is shutting down; submit again once it is back", code="unavailable")
+        recent = self._committed_since(seen, pairs)
+        errors: list[dict[str, Any]] = []
+        batch: dict[tuple[str, str], str] = {}
+        for i, env in enumerate(envelopes):
+            problem = self._admission_problem(env, now, skew, committed, recent, batch)
+            if problem is not None:
+                errors.append({"index": i, **problem})
+            batch.setdefault((env.signer, env.nonce), env.tx_id)
+        if errors:
+            raise _refusal(errors, len(envelopes))
+        self._pending.update(batch)
+        queued = _Batch(list(envelopes), payloads)
+        # Once queued, receipts cannot be cancelled: the block will be written anyway.
+        queued.future.set_running_or_notify_cancel()
+        self._queue.put(queued)
+        return queued
+
+    # -- what committed while an admission was looking (all under self._lock) -----------------------------
+
+    def _committed_since(self, seen: int, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Pairs committed after generation ``seen``, which a look-up begun then may have missed."""
+        if seen == self._generation:
+            return {}
+        if seen < self._recent_floor:
+            return self.store.find_nonces(pairs)  # what it needs was dropped: look again, the store is current
+        return self._recent
+
+    def _lookup_done(self, seen: int) -> None:
+        left = self._lookups[seen] - 1
+        if left:
+            self._lookups[seen] = left
+        else:
+            del self._lookups[seen]
+            self._prune_recent()
+
+    def _prune_recent(self) -> None:
+        """Forget pairs of generations every admission in flight looked up after (or all, if none is)."""
+        oldest = min(self._lookups, default=self._generation)
+        blocks = self._recent_blocks
+        while blocks and (blocks[0][0] <= oldest or len(self._recent) > RECENT_MAX):
+            generation, pairs = blocks.popleft()
+            if generation > oldest:
+                self._recent_floor = generation
+            for pair in pairs:
+                del self._recent[pair]
+
+    def _committed(self, envelopes: Sequence[SignedEnvelope]) -> None:
+        """A block is durable: its pairs leave ``_pending`` and, while an admission is looking, enter ``_recent``."""
+        self._generation += 1
+        pending = self._pending
+        if not self._lookups:
+            for env in envelopes:
+                pending.pop((env.signer, env.nonce), None)
+            return
+        pairs = [(env.signer, env.nonce) for env in envelopes]
+        recent = self._recent
+        for pair, env in zip(pairs, envelopes, strict=True):
+            pending.pop(pair, None)
+            recent[pair] = env.tx_id
+        self._recent_blocks.append((self._generation, pairs))
+        self._prune_recent()
 
     def _validate(self, envelopes: Sequence[SignedEnvelope]) -> list[Any]:
         """Payload schemas, once: the validated payloads go on to execution."""
@@ -240,10 +333,11 @@ class Node:
         now: int,
         skew: int,
         committed: dict[tuple[str, str], str],
+        recent: dict[tuple[str, str], str],
         batch: dict[tuple[str, str], str],
     ) -> dict[str, Any] | None:
         pair = (env.signer, env.nonce)
-        earlier = committed.get(pair) or self._pending.get(pair) or batch.get(pair)
+        earlier = committed.get(pair) or recent.get(pair) or self._pending.get(pair) or batch.get(pair)
         if earlier == env.tx_id:
             return {"code": "replayed-tx", "status": 409, "detail": f"transaction {env.tx_id} was already submitted"}
         if earlier is not None:
@@ -327,22 +421,28 @@ class Node:
                 return
             try:
                 self._commit(slices)
-            except Exception as exc:
-                log.exception("block commit failed")
-                error = exc if isinstance(exc, MedledgerError) else StoreError(f"block commit failed: {exc}")
-                self._fail(slices, error)
+            except Exception:
+                log.exception("block %d could not be committed", self.tip.height + 1)
+                self._fail(slices)
 
-    def _fail(self, slices: list[tuple[_Batch, int, int]], error: MedledgerError) -> None:
-        """A failed block fails every request with an envelope in it (their other envelopes too)."""
+    def _fail(self, slices: list[tuple[_Batch, int, int]]) -> None:
+        """A block that could not be written fails every request with an envelope in it.
+
+        Nothing of the failed block is on disk (``append_block`` is all-or-nothing), but a request
+        spanning several blocks may have had earlier blocks committed: each request is told exactly
+        which of its envelopes were committed (their receipts) and which were not (their indices),
+        so it can resubmit those and only those. The store's own words go to the log, not to clients.
+        """
+        height = self.tip.height + 1
         with self._lock:
             for batch, _, _ in slices:
-                for env in batch.envelopes:
+                for env in batch.envelopes[len(batch.receipts) :]:
                     self._pending.pop((env.signer, env.nonce), None)
         for batch, _, _ in slices:
             if batch is self._carry:
                 self._carry = None
             if not batch.future.done():
-                batch.future.set_exception(error)
+                batch.future.set_exception(_commit_failure(batch, height))
 
     def _commit(self, slices: list[tuple[_Batch, int, int]]) -> None:
         envelopes: list[SignedEnvelope] = []
@@ -373,8 +473,7 @@ class Node:
                     self._signer_generation += 1
                     self._signers.clear()
                     break
-            for env in envelopes:
-                self._pending.pop((env.signer, env.nonce), None)
+            self._committed(envelopes)
         head = block.tree_head
         height, block_hash = block.header.height, block.block_hash
         leaf = self.frontier.size - len(envelopes)
@@ -416,6 +515,26 @@ class Node:
         self.store.append_block(built.block)
         self.state.apply(built.writes)
         self.tip, self.frontier = built.tip, built.frontier
+
+
+def _commit_failure(batch: _Batch, height: int) -> StoreError:
+    """What one request hears when a block holding some of its envelopes could not be written."""
+    done, total = len(batch.receipts), len(batch.envelopes)
+    if done == 0:
+        said = "none of this request's envelopes was written; submit them again once the node is healthy"
+    else:
+        said = (
+            f"{done} of this request's {total} envelopes were committed in earlier blocks (receipts in "
+            f"`committed`); the {total - done} listed in `uncommitted` were not written: submit those again "
+            "once the node is healthy"
+        )
+    return StoreError(
+        f"the node could not write block {height} to its ledger store (the operator has the cause in the "
+        f"server log); {said}",
+        code="store-error",
+        committed=[r.to_json() for r in batch.receipts],
+        uncommitted=list(range(done, total)),
+    )
 
 
 def _refusal(errors: list[dict[str, Any]], total: int) -> MedledgerError:
