@@ -10,14 +10,26 @@ from medledger._serving import BackgroundServer
 from medledger.ledger import envelope
 from medledger.ledger.keys import SigningKey
 from medledger.ledger.receipt import Receipt
+from medledger.ledger.sqlite_store import SqliteStore
+from medledger.ledger.verify import VerifyReport, verify_store
 from medledger.node.bootstrap import DEMO_ORG, REGULATOR_TOKEN, LedgerKeys, init_ledger
-from medledger.node.node import Node, NodeConfig
+from medledger.node.node import CORE_REGISTRY, Node, NodeConfig
+from medledger.node.pool import load_registry
 
 
 def regulator_headers(data_dir: Path) -> dict[str, str]:
     """The Authorization header of the regulator credential ``init`` issued for ``data_dir``."""
     token = (Path(data_dir) / REGULATOR_TOKEN).read_text().strip()
     return {"authorization": f"Bearer {token}"}
+
+
+def verify_ledger(data: Path) -> VerifyReport:
+    """Re-derive the whole ledger in ``data`` (raises VerificationError at the first bad height)."""
+    store = SqliteStore(data, readonly=True)
+    try:
+        return verify_store(store, load_registry(CORE_REGISTRY))
+    finally:
+        store.close()
 
 
 @dataclass

@@ -18,24 +18,13 @@ from typing import Any
 
 import pytest
 
-from ledger_factory import Populated, anchor
+from ledger_factory import Populated, anchor, verify_ledger
 from medledger.errors import MedledgerError
 from medledger.ledger import envelope
 from medledger.ledger.receipt import Receipt
-from medledger.ledger.sqlite_store import SqliteStore
-from medledger.ledger.verify import verify_store
-from medledger.node.node import CORE_REGISTRY, Node, NodeConfig
-from medledger.node.pool import load_registry
+from medledger.node.node import Node, NodeConfig
 
 WAIT = 30
-
-
-def _verify(data: Path) -> None:
-    store = SqliteStore(data, readonly=True)
-    try:
-        verify_store(store, load_registry(CORE_REGISTRY))
-    finally:
-        store.close()
 
 
 @pytest.fixture
@@ -118,7 +107,7 @@ def test_a_replay_committed_during_the_lookup_refuses_the_whole_request(
     # B without X goes through whole afterwards: no pair of it was left behind as pending
     assert [r.status for r in node.submit_sync(fresh)] == ["ACCEPTED"] * 5
     node.close()
-    _verify(populated.data)
+    verify_ledger(populated.data)
 
 
 def test_a_nonce_reused_during_the_lookup_is_refused(node: Node, populated: Populated) -> None:
@@ -141,7 +130,7 @@ def test_a_nonce_reused_during_the_lookup_is_refused(node: Node, populated: Popu
     assert (error.status, error.code) == (409, "nonce-reused"), error.message
     assert node.frontier.size == size + 1
     node.close()
-    _verify(populated.data)
+    verify_ledger(populated.data)
 
 
 def _fail_block(data: Path, height: int) -> None:
@@ -203,4 +192,4 @@ def test_a_store_fault_mid_request_says_exactly_what_was_committed(node: Node, p
     resent = node.submit_sync([request_a[i] for i in error_a.detail["uncommitted"]] + request_c)
     assert [r.height for r in resent] == [first + 1, first + 1]
     node.close()
-    _verify(populated.data)
+    verify_ledger(populated.data)

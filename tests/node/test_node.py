@@ -9,25 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from ledger_factory import Populated, anchor, register
+from ledger_factory import Populated, anchor, register, verify_ledger
 from medledger.errors import AdmissionError, MedledgerError
 from medledger.ledger import envelope
 from medledger.ledger.canonical import b64d, b64e
 from medledger.ledger.keys import SigningKey
 from medledger.ledger.sqlite_store import SqliteStore
 from medledger.ledger.timefmt import now_ms
-from medledger.ledger.verify import verify_store
 from medledger.node.bootstrap import DEMO_ORG, init_ledger
 from medledger.node.node import CORE_REGISTRY, Node, NodeConfig
 from medledger.node.pool import load_registry
-
-
-def _verify(data: Path) -> None:
-    store = SqliteStore(data, readonly=True)
-    try:
-        verify_store(store, load_registry(CORE_REGISTRY))
-    finally:
-        store.close()
 
 
 def _refusal(node: Node, items: list[dict[str, str]]) -> AdmissionError:
@@ -53,7 +44,7 @@ def test_revocation_earlier_in_the_same_block_rejects_later_signatures(populated
         assert error.code == "revoked-signer" and error.status == 403
     finally:
         node.close()
-    _verify(populated.data)
+    verify_ledger(populated.data)
 
 
 def test_rotation_moves_the_signing_right(populated: Populated) -> None:
@@ -98,7 +89,7 @@ def test_gateway_refusals_write_nothing(populated: Populated) -> None:
         assert node.frontier.size == size
     finally:
         node.close()
-    _verify(populated.data)
+    verify_ledger(populated.data)
 
 
 def test_replay_is_refused_after_restart(populated: Populated) -> None:
@@ -138,7 +129,7 @@ def test_concurrent_submitters_with_worker_pool(tmp_path: Path) -> None:
         assert all(r.status == "ACCEPTED" for r in receipts)  # type: ignore[attr-defined]
     finally:
         node.close()
-    _verify(tmp_path / "l")
+    verify_ledger(tmp_path / "l")
 
 
 def test_blocks_of_every_size_store_every_row(tmp_path: Path) -> None:
@@ -170,7 +161,7 @@ def test_blocks_of_every_size_store_every_row(tmp_path: Path) -> None:
             assert node.store.get_state("key/" + key.key_id)["member"] == f"{DEMO_ORG}/r{n}"
     finally:
         node.close()
-    _verify(tmp_path / "l")
+    verify_ledger(tmp_path / "l")
 
 
 def test_restart_continues_the_same_tree(populated: Populated) -> None:
@@ -181,7 +172,7 @@ def test_restart_continues_the_same_tree(populated: Populated) -> None:
     assert before is not None
     assert receipt.leaf_index == before.tree_size
     assert receipt.height == max(populated.heights()) + 1
-    _verify(populated.data)
+    verify_ledger(populated.data)
 
 
 def test_replaying_the_blocks_reproduces_every_hash(populated: Populated, tmp_path: Path) -> None:
