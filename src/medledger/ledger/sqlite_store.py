@@ -63,17 +63,46 @@ CREATE INDEX IF NOT EXISTS alerts_time ON alerts(block_ms);
 """
 
 
-def expected_schema() -> list[tuple[str, str, str]]:
-    """(type, name, normalised SQL) of every table and index this store creates."""
+def expected_schema() -> list[tuple[str, str, str, str | None]]:
+    """(type, name, table, normalised SQL or None) of every schema object this store creates, SQLite's
+    automatic primary-key indexes included: anything else in a ledger file was put there by someone else."""
     conn = sqlite3.connect(":memory:")
     try:
         conn.executescript(_SCHEMA)
         return [
-            (kind, name, " ".join(sql.split()))
-            for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+            (kind, name, table, None if sql is None else " ".join(sql.split()))
+            for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
         ]
     finally:
         conn.close()
+
+
+def expected_meta() -> dict[str, bytes]:
+    """The ``meta`` table's rows, exactly: nothing in it is derived from the blocks, so it is checked whole."""
+    return {"schema_version": str(SCHEMA_VERSION).encode()}
+
+
+#: the SQLite storage class of each column of each table (``typeof``); verify refuses any other, since a
+#: value of another class can compare or decode differently from the bytes that were signed and hashed
+COLUMN_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
+    "meta": {"key": ("text",), "value": ("blob",)},
+    "blocks": {"height": ("integer",), "hash": ("text",), "header": ("blob",), "signature": ("blob",)},
+    "tree_heads": {
+        "height": ("integer",), "tree_size": ("integer",), "root_hash": ("text",), "timestamp": ("text",),
+        "signer": ("text",), "signature": ("text",),
+    },
+    "txs": {
+        "leaf_index": ("integer",), "height": ("integer",), "tx_id": ("blob",), "signer": ("text",),
+        "nonce": ("text",), "body": ("blob",), "signature": ("blob",), "outcome": ("blob",),
+    },
+    "tree_runs": {"level": ("integer",), "start": ("integer",), "height": ("integer",), "hashes": ("blob",)},
+    "state": {"key": ("text",), "value": ("blob",), "height": ("integer",)},
+    "alerts": {
+        "height": ("integer",), "seq": ("integer",), "leaf_index": ("integer", "null"), "rule": ("text",),
+        "severity": ("text",), "institution": ("text", "null"), "practitioner": ("text", "null"),
+        "block_ms": ("integer",), "body": ("blob",),
+    },
+}
 
 
 #: Secondary indexes that answers rely on; verify checks every lookup through each.
@@ -201,9 +230,7 @@ class SqliteStore:
             self._writer = self._connect()
             with self._writer:
                 self._writer.executescript(_SCHEMA)
-                self._writer.execute(
-                    "INSERT OR IGNORE INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION).encode(),)
-                )
+                self._writer.executemany("INSERT OR IGNORE INTO meta VALUES(?, ?)", expected_meta().items())
 
     def _connect(self) -> sqlite3.Connection:
         try:

@@ -4,8 +4,10 @@ Nothing stored is trusted: every envelope's canonical form and signature,
 every outcome (by re-executing through :func:`medledger.ledger.chain.build_block`,
 the node's own code path, with the block's own timestamp), every header field
 and link, every block and tree-head signature (by a node key active at that
-block), and finally every derived row (world state, Merkle nodes) and every
-index (SQLite's own integrity check). The first discrepancy is reported with
+block), and finally every derived row (world state, Merkle nodes, alerts) and
+every index (SQLite's own integrity check). What is not derived is checked
+whole: the schema (no extra table, index, view or trigger), the ``meta`` rows,
+and the storage class of every column. The first discrepancy is reported with
 its height and, where one is involved, its transaction.
 """
 
@@ -26,7 +28,14 @@ from medledger.ledger.canonical import canonical_bytes, parse_canonical
 from medledger.ledger.chain import Tip, build_block
 from medledger.ledger.envelope import SignedEnvelope, from_parts
 from medledger.ledger.identity import NODE, signer_of
-from medledger.ledger.sqlite_store import RUN_MAX, SqliteStore, expected_schema, node_runs
+from medledger.ledger.sqlite_store import (
+    COLUMN_TYPES,
+    RUN_MAX,
+    SqliteStore,
+    expected_meta,
+    expected_schema,
+    node_runs,
+)
 from medledger.ledger.state import GENESIS_STATE_ROOT, MemoryState
 from medledger.ledger.store import BlockRecord, TxRecord
 from medledger.ledger.timefmt import parse_ms
@@ -157,6 +166,8 @@ def _verify(
 ) -> VerifyReport:
     conn = store.connection()
     _check_schema(conn)
+    _check_meta(conn)
+    _check_types(conn)
     total = conn.execute("SELECT COUNT(*) FROM blocks").fetchone()[0]
     if total == 0:
         raise VerificationError("the ledger has no blocks (no genesis)", height=0)
@@ -264,6 +275,14 @@ def _verify(
         raise _fail(
             f"the store holds {stored_alerts} alerts; re-executing the blocks raises {alert_count}",
             min(int(row[0] or 0), tip.height),
+        )
+    stored_heads = conn.execute("SELECT COUNT(*) FROM tree_heads").fetchone()[0]
+    if stored_heads != tip.height + 1:
+        row = conn.execute("SELECT MIN(height) FROM tree_heads WHERE height < 0 OR height > ?", (tip.height,))
+        stray = row.fetchone()[0]
+        raise _fail(
+            f"the store holds {stored_heads} tree heads for {tip.height + 1} blocks",
+            tip.height if stray is None else int(stray),
         )
     _check_indexes(conn, leaf_heights)
     _check_alert_indexes(conn)
@@ -427,15 +446,52 @@ def _find_stray_run(
 
 
 def _check_schema(conn: sqlite3.Connection) -> None:
-    """The tables and indexes are exactly the store's own: a dropped unique index would let
-    duplicate tx_ids or nonces in, and verify relies on those indexes to rule them out."""
+    """The tables and indexes are exactly the store's own, and nothing else is in the file: a dropped unique
+    index would let duplicate tx_ids or nonces in, a trigger or view could change what is written or read."""
     found = {
-        (kind, name): " ".join(sql.split())
-        for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+        (kind, name, table): None if sql is None else " ".join(sql.split())
+        for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
     }
-    for kind, name, sql in expected_schema():
-        if found.get((kind, name)) != sql:
+    expected = expected_schema()
+    for kind, name, table, sql in expected:
+        if (kind, name, table) not in found or found[(kind, name, table)] != sql:
             raise VerificationError(
                 f"the store's {kind} {name} is missing or altered; replays and lookups could no longer be ruled out",
                 height=None,
+            )
+    extra = sorted(set(found) - {(kind, name, table) for kind, name, table, _ in expected})
+    if extra:
+        kind, name, _ = extra[0]
+        raise VerificationError(
+            f"the store holds a {kind} {name!r} that medledger never creates; it could change what is written or "
+            "read, so the file is not the node's own",
+            height=None,
+        )
+
+
+def _check_meta(conn: sqlite3.Connection) -> None:
+    """``meta`` holds exactly the store's own rows (nothing in it is derived from the blocks)."""
+    stored = conn.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+    if stored != sorted(expected_meta().items()):
+        raise VerificationError(
+            f"the store's meta table is not the one medledger writes ({len(stored)} rows, expected "
+            f"{', '.join(f'{k}={v.decode()}' for k, v in expected_meta().items())})",
+            height=None,
+        )
+
+
+def _check_types(conn: sqlite3.Connection) -> None:
+    """Every column holds values of its own storage class (one scan per table, read from record headers)."""
+    for table, columns in COLUMN_TYPES.items():
+        wrong = " OR ".join(
+            f"typeof({column}) NOT IN ({','.join(repr(t) for t in kinds)})" for column, kinds in columns.items()
+        )
+        where = "height" if "height" in columns else "NULL"
+        row = conn.execute(f"SELECT {where} FROM {table} WHERE {wrong} LIMIT 1").fetchone()
+        if row is not None:
+            height = row[0] if isinstance(row[0], int) else None
+            raise VerificationError(
+                f"a row of {table} holds a value of the wrong type (stored differently from what was written)"
+                + (f" at height {height}" if height is not None else ""),
+                height=height,
             )
