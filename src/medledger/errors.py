@@ -102,3 +102,20 @@ class AccessError(MedledgerError):
 
     code = "forbidden"
     status = 403
+
+
+class OperatorError(StoreError):
+    """A fault of the node's own files or setup, the operator's to fix and not the client's: an unreadable
+    signing-key or credentials file, a store that cannot be opened (503: retry once it is fixed).
+
+    ``message`` is what a client is told: one sentence, no server path (paths and OS errors describe the
+    host, not the request). ``cause`` is what the operator needs; the HTTP layer logs it once per distinct
+    cause and quiet period, not once per request, so a broken file cannot flood the log.
+    """
+
+    code = "operator-fault"
+    status = 503
+
+    def __init__(self, message: str, *, cause: str, code: str | None = None, **detail: Any) -> None:
+        super().__init__(message, code=code, **detail)
+        self.cause = cause

@@ -11,6 +11,9 @@ bodies, which carry no code and would make clients parse prose.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
+import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -23,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from medledger.api.fhir import outcome
-from medledger.errors import AccessError, MedledgerError
+from medledger.errors import AccessError, MedledgerError, OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,12 @@ class Problem(BaseModel):
         None, description="per-envelope refusals of a submission; nothing of the request was written"
     )
     invalid_params: list[InvalidParam] | None = None
+    committed: list[dict[str, Any]] | None = Field(
+        None, description="`store-error`: receipts of this request's envelopes that earlier blocks committed"
+    )
+    uncommitted: list[int] | None = Field(
+        None, description="`store-error`: indices (in the request) of its envelopes that were not written"
+    )
 
 
 #: OpenAPI ``responses`` entry for problem bodies (the schema is added by the app's OpenAPI builder).
@@ -190,15 +199,63 @@ def _http_problem(request: Request, exc: StarletteHTTPException) -> dict[str, An
     return problem_body(status, code, detail)
 
 
+class OperatorLog:
+    """Logs the cause of each operator fault once per quiet period, however many requests run into it.
+
+    An operator fault (a key file gone, a store that cannot be opened) fails every request that needs the
+    thing until someone fixes it; one log line per request would bury the cause and fill the disk.
+    """
+
+    QUIET_S = 600.0
+    #: distinct causes remembered; past it the memory starts afresh (a cause may then be logged again)
+    REMEMBERED = 1024
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def report(self, exc: OperatorError, *, exc_info: BaseException | None = None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(exc.cause)
+            if last is not None and now - last < self.QUIET_S:
+                return
+            if len(self._last) >= self.REMEMBERED:
+                self._last.clear()
+            self._last[exc.cause] = now
+        log.error(
+            "operator fault (%s): %s; requests needing it are answered 503 until it is fixed (this cause is "
+            "logged again after %d s at the earliest)",
+            exc.code, exc.cause, int(self.QUIET_S), exc_info=exc_info,
+        )
+
+
+def _storage_fault(exc: Exception) -> OperatorError:
+    """An OS or SQLite error no code path expected: the node's storage, not the request, failed."""
+    return OperatorError(
+        "the node's storage failed while answering this request; the operator has been told. If this was a "
+        "submission, look its tx_id up before resending",
+        code="store-unavailable",
+        cause=f"{type(exc).__name__}: {exc}",
+    )
+
+
 def _fhir(request: Request) -> bool:
     return outcome.is_fhir_path(request.url.path)
 
 
 def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
-    """Route every exception the app can raise to a problem+json answer."""
+    """Route every exception the app can raise to a problem+json answer.
+
+    Operator faults (:class:`OperatorError`, and OS or SQLite errors nothing caught) are answered 503 with
+    their pathless sentence; their cause goes to the log through one :class:`OperatorLog` per app.
+    """
+    operator_log = OperatorLog()
 
     async def on_medledger(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MedledgerError)
+        if isinstance(exc, OperatorError):
+            operator_log.report(exc)
         # RFC 9110 §11.6.1: a 401 names the scheme that would succeed
         challenge = isinstance(exc, AccessError) and exc.status == 401
         headers = {"WWW-Authenticate": 'Bearer realm="medledger"'} if challenge else None
@@ -211,6 +268,13 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         return problem_response(_http_problem(request, exc), headers=exc.headers, hook=hook, fhir=_fhir(request))
+
+    async def on_storage(request: Request, exc: Exception) -> Response:
+        # its own handler, not a branch of on_unexpected: Starlette re-raises what the catch-all handles,
+        # and the server would log a traceback per request
+        fault = _storage_fault(exc)
+        operator_log.report(fault, exc_info=exc)
+        return problem_response(fault.to_problem(), hook=hook, fhir=_fhir(request))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Logged with the traceback here; the client learns only that it was our fault.
@@ -226,4 +290,6 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
     app.add_exception_handler(MedledgerError, on_medledger)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(OSError, on_storage)
+    app.add_exception_handler(sqlite3.Error, on_storage)
     app.add_exception_handler(Exception, on_unexpected)

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from medledger.errors import StoreError
+from medledger.errors import OperatorError, StoreError
 from medledger.ledger import merkle
 from medledger.ledger.block import BlockHeader, TreeHead
 from medledger.ledger.store import AlertQuery, AlertRecord, BlockRecord, ChainTip, NewBlock, NodeId, TxRecord
@@ -249,7 +249,11 @@ class SqliteStore:
             conn.execute("PRAGMA busy_timeout=10000")
             conn.execute("PRAGMA cache_size=-65536")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open ledger store {self.path}: {exc}") from exc
+            raise OperatorError(
+                "the node cannot open its ledger store; the operator must repair it",
+                code="store-unavailable",
+                cause=f"cannot open ledger store {self.path}: {exc}",
+            ) from exc
         return conn
 
     @property

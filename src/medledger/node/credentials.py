@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medledger.errors import MedledgerError, StoreError
+from medledger.errors import MedledgerError, OperatorError
 from medledger.ledger.keys import SigningKey
 from medledger.ledger.timefmt import format_ms, now_ms
 
@@ -53,6 +53,14 @@ class Credential:
         }
 
 
+def _unreadable(cause: str) -> OperatorError:
+    return OperatorError(
+        "the node cannot read its credentials file, so no credential can be checked; the operator must repair it",
+        code="bad-credentials-file",
+        cause=cause,
+    )
+
+
 class Credentials:
     """The node's ``credentials.json``: read on demand, replaced atomically on change.
 
@@ -76,11 +84,11 @@ class Credentials:
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as exc:
-            raise StoreError(f"cannot read {self.path}: {exc}", code="bad-credentials-file", status=500) from None
+            raise _unreadable(f"cannot read {self.path}: {exc}") from None
         try:
             return [Credential(**item) for item in raw["credentials"]]
         except (KeyError, TypeError) as exc:
-            raise StoreError(f"{self.path} is not a credentials file: {exc}", code="bad-credentials-file") from None
+            raise _unreadable(f"{self.path} is not a credentials file: {exc}") from None
 
     def _refresh(self) -> None:
         # one stat per lookup (microseconds): a credential issued or revoked by the CLI counts at once.
@@ -90,6 +98,8 @@ class Credentials:
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             stamp = (0, 0, 0)
+        except OSError as exc:
+            raise _unreadable(f"cannot read {self.path}: {exc}") from None
         if stamp == self._stamp:
             return
         self._by_hash = {c.token_sha256: c for c in self._load()}
@@ -116,11 +126,14 @@ class Credentials:
                 path = self.data_dir / credential.signing_key
                 try:
                     key = SigningKey.from_file(path)
-                except (OSError, ValueError, MedledgerError):
-                    raise StoreError(
-                        f"the signing key {path} of {credential.member}'s credential cannot be read",
-                        code="bad-credentials-file",
-                        status=500,
+                except (OSError, ValueError, MedledgerError) as exc:
+                    why = exc.message if isinstance(exc, MedledgerError) else str(exc)
+                    raise OperatorError(
+                        f"the node cannot read the signing key of {credential.member}'s credential, so it can "
+                        "neither check nor sign for it; the operator must restore the key file or issue a new "
+                        "credential",
+                        code="signing-key-unavailable",
+                        cause=f"the signing key {path} of {credential.member}'s credential cannot be read: {why}",
                     ) from None
                 self._keys[credential.signing_key] = key
             return key

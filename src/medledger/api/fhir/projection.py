@@ -35,7 +35,7 @@ import orjson
 
 from medledger.api.fhir import conventions as cv
 from medledger.api.fhir.render import RENDERERS, Context, Row, Tx, render
-from medledger.errors import StoreError
+from medledger.errors import OperatorError, StoreError
 from medledger.ledger.identity import signer_of
 from medledger.ledger.sqlite_store import SqliteStore
 from medledger.ledger.store import Store
@@ -139,7 +139,11 @@ class Projection:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the FHIR projection {self.path}: {exc}") from exc
+            raise OperatorError(
+                "the node cannot open its FHIR index; the operator must repair it",
+                code="store-unavailable",
+                cause=f"cannot open the FHIR projection {self.path}: {exc}",
+            ) from exc
         return conn
 
     def _reader(self) -> sqlite3.Connection:

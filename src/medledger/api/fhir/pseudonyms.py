@@ -22,10 +22,19 @@ import os
 import threading
 from pathlib import Path
 
-from medledger.errors import StoreError
+from medledger.errors import OperatorError
 
 KEY_FILE = "keys/pseudonym.key"
 KEY_BYTES = 32
+
+
+def _unusable(cause: str) -> OperatorError:
+    return OperatorError(
+        "the node cannot read its pseudonym key, so it cannot pseudonymise identifiers; the operator must "
+        "repair it",
+        code="pseudonym-key-unavailable",
+        cause=cause,
+    )
 
 
 class Pseudonymiser:
@@ -40,23 +49,23 @@ class Pseudonymiser:
         with self._lock:
             if self._key is not None:
                 return self._key
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                # O_EXCL: two nodes' first requests cannot each write a different key
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(os.urandom(KEY_BYTES))
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:
+                    pass
+                else:
+                    # O_EXCL: two nodes' first requests cannot each write a different key
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(os.urandom(KEY_BYTES))
+                        handle.flush()
+                        os.fsync(handle.fileno())
                 key = self.path.read_bytes()
             except OSError as exc:
-                raise StoreError(f"cannot read the pseudonym key {self.path}: {exc.strerror}", status=500) from exc
+                raise _unusable(f"cannot read the pseudonym key {self.path}: {exc.strerror}") from exc
             if len(key) != KEY_BYTES:
-                raise StoreError(f"the pseudonym key {self.path} is not {KEY_BYTES} bytes", status=500)
+                raise _unusable(f"the pseudonym key {self.path} is not {KEY_BYTES} bytes")
             self._key = key
             return key
 
