@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml src/medledger/ledger/_speedups.c
 	@$(BIN)/python -c "from medledger.ledger.envelope import DECODER; print('medledger: envelope decoder:', DECODER if DECODER == 'c' else 'python (no C compiler found: the slower Python path runs alone)')"
 	touch $(STAMP)
 
+# Without DATA the demo builds demo-data/run-<time> and points demo-data/latest (the CLI's default) at it.
 demo: $(STAMP)
-	$(BIN)/medledger demo --data $${DATA:-demo-data/run-$$(date +%Y%m%d-%H%M%S)} --port $${PORT:-8400} --duration $${DURATION:-90}
+	$(BIN)/medledger demo $${DATA:+--data $$DATA} --port $${PORT:-8400} --duration $${DURATION:-90}
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q
