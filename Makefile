@@ -11,7 +11,7 @@ setup: $(STAMP)
 
 # The C fast paths are compiled by the editable install, so a change to them re-runs the install.
 # Their build is optional (no compiler: the Python paths run alone), so say which one is in use.
-$(STAMP): pyproject.toml src/medledger/ledger/_speedups.c
+$(STAMP): pyproject.toml setup.py src/medledger/ledger/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
