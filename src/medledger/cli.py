@@ -446,7 +446,10 @@ def proof_fetch(
     out_dir: Annotated[Path, typer.Option("--out", help="directory to write the JSON files into")] = Path("proofs"),
     receipt: Annotated[
         Path | None,
-        typer.Option(help="a saved receipt (or `load --receipts` line): prove it at its own tree head's size"),
+        typer.Option(
+            help="a saved receipt (or `load --receipts` line) instead of the id: its proof at its own tree head "
+            "is saved too, as receipt-inclusion.json"
+        ),
     ] = None,
     since_size: Annotated[
         int | None, typer.Option("--since-size", help="also fetch a consistency proof from this older tree size")
@@ -462,10 +465,12 @@ def proof_fetch(
     """Save what `proof verify` checks: the signed tree head, an inclusion proof, the transaction, and optionally
     a consistency proof.
 
-    Writes tree-head.json, inclusion.json, and with a token transaction.json (the GET /v1/transactions answer)
-    and wire.json (its signed envelope); with --since-size N, consistency.json and old-tree-head.json (the
-    signed head of size N). Nothing is trusted here: check the files with `medledger proof verify`, against the
-    node key its operator published (`medledger status`), not the one these files name.
+    Writes tree-head.json (the current signed head) and inclusion.json (the transaction's proof under it); with
+    --receipt, receipt-inclusion.json (its proof under the receipt's own head); with a token, transaction.json
+    (the GET /v1/transactions answer) and wire.json (its signed envelope); with --since-size N, consistency.json
+    and old-tree-head.json (the signed head of size N). Nothing is trusted here: check the files with
+    `medledger proof verify`, against the node key its operator published (`medledger status`), not the one
+    these files name.
     """
     from medledger.client import Client
     from medledger.ledger.receipt import Receipt
@@ -485,9 +490,12 @@ def proof_fetch(
     assert tx_id is not None
     try:
         with Client(url, token=token) as node:
-            head = saved_receipt.tree_head if saved_receipt is not None else node.tree_head()
+            head = node.tree_head()
             proof = node.inclusion_proof(tx_id, head.tree_size)
             files: dict[str, Any] = {"tree-head.json": head.to_json(), "inclusion.json": proof.to_json()}
+            if saved_receipt is not None:
+                at_receipt = node.inclusion_proof(tx_id, saved_receipt.tree_head.tree_size)
+                files["receipt-inclusion.json"] = at_receipt.to_json()
             if token is not None:
                 tx = node.get_transaction(tx_id)
                 files["transaction.json"] = tx.raw
