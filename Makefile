@@ -11,15 +11,16 @@ setup: $(STAMP)
 
 # The C fast paths are compiled by the editable install, so a change to them re-runs the install.
 # Their build is optional (no compiler: the Python paths run alone), so say which one is in use.
-$(STAMP): pyproject.toml src/medledger/ledger/_speedups.c
+$(STAMP): pyproject.toml setup.py src/medledger/ledger/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@$(BIN)/python -c "from medledger.ledger.envelope import DECODER; print('medledger: envelope decoder:', DECODER if DECODER == 'c' else 'python (no C compiler found: the slower Python path runs alone)')"
 	touch $(STAMP)
 
+# Without DATA the demo builds demo-data/run-<time> and points demo-data/latest (the CLI's default) at it.
 demo: $(STAMP)
-	$(BIN)/medledger demo --data $${DATA:-demo-data/run-$$(date +%Y%m%d-%H%M%S)} --port $${PORT:-8400} --duration $${DURATION:-90}
+	$(BIN)/medledger demo $${DATA:+--data $$DATA} --port $${PORT:-8400} --duration $${DURATION:-90}
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q

@@ -33,7 +33,7 @@ def test_init_verify_and_refusals(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout) == {**json.loads(ok.stdout), "ok": True, "blocks": 2, "transactions": 2}
     missing = medledger("verify", "--data", str(tmp_path / "nothing"))
-    assert missing.returncode != 0 and "no ledger" in missing.stderr
+    assert missing.returncode == 1 and "no ledger" in missing.stderr
     no_serve = medledger("serve", "--data", str(tmp_path / "nothing"))
     assert no_serve.returncode != 0 and "medledger init" in no_serve.stderr
 
@@ -77,14 +77,14 @@ def test_proof_verify_offline(saved: dict[str, Path]) -> None:
     run = medledger("proof", "verify", "--proof", str(saved["inclusion"]), "--tree-head", str(saved["head"]),
                     "--envelope", str(saved["wire"]), "--trusted-key", node_key)
     assert run.returncode == 0, run.stderr
-    assert "included" in run.stderr
+    assert "included" in run.stdout
     run = medledger("proof", "verify", "--proof", str(saved["consistency"]), "--old-tree-head", str(saved["head5"]),
                     "--tree-head", str(saved["head"]))
     assert run.returncode == 0, run.stderr
-    assert "consistent" in run.stderr
+    assert "consistent" in run.stdout
     run = medledger("proof", "verify", "--proof", str(saved["at_receipt"]), "--receipt", str(saved["receipt_line"]))
     assert run.returncode == 0, run.stderr
-    assert "receipt holds" in run.stderr
+    assert "receipt holds" in run.stdout
 
 
 def test_proof_verify_refuses_tampering(saved: dict[str, Path], tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ def test_proof_verify_refuses_tampering(saved: dict[str, Path], tmp_path: Path) 
     bad.write_text(json.dumps(proof))
     run = medledger("proof", "verify", "--proof", str(bad), "--tree-head", str(saved["head"]))
     assert run.returncode == 2
-    assert "does NOT verify" in run.stderr
+    assert "does NOT verify" in run.stdout
     untrusted = medledger("proof", "verify", "--proof", str(saved["inclusion"]), "--tree-head", str(saved["head"]),
                           "--trusted-key", "A" * 43)
     assert untrusted.returncode == 2

@@ -76,11 +76,12 @@ def variant(saved: dict[str, Any], name: str, change: Any, tmp_path: Path) -> st
 
 
 def refused(run: Any, *words: str, code: int = 2) -> None:
-    """Exit ``code`` and one sentence on stderr that says what failed."""
-    assert run.returncode == code, (run.returncode, run.stderr)
-    assert run.stderr.strip().count("\n") == 0, run.stderr
+    """Exit ``code`` and one sentence that says what failed: the verdict on stdout (2), an error on stderr (1)."""
+    said = run.stdout if code == 2 else run.stderr
+    assert run.returncode == code, (run.returncode, run.stdout, run.stderr)
+    assert said.strip() and said.strip().count("\n") == 0, said
     for word in words:
-        assert word in run.stderr, run.stderr
+        assert word in said, said
 
 
 # -- a signed tree head alone ------------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ def test_tree_head_alone(saved: dict[str, Any], tmp_path: Path) -> None:
     head, key = str(saved["head"]), saved["node_key"]
     run = medledger("proof", "verify", "--tree-head", head, "--trusted-key", key)
     assert run.returncode == 0, run.stderr
-    assert "tree head holds" in run.stderr and key in run.stderr
+    assert "tree head holds" in run.stdout and key in run.stdout
     refused(medledger("proof", "verify", "--tree-head", head), "needs --trusted-key", code=1)
     refused(medledger("proof", "verify", "--tree-head", head, "--trusted-key", "A" * 43), "not a trusted node key")
 
@@ -115,10 +116,10 @@ def test_receipt_with_and_without_a_proof(saved: dict[str, Any], tmp_path: Path)
     line, key = str(saved["receipt_line"]), saved["node_key"]
     run = medledger("proof", "verify", "--receipt", line, "--trusted-key", key)
     assert run.returncode == 0, run.stderr
-    assert "inclusion NOT proven" in run.stderr and "--proof" in run.stderr
+    assert "inclusion NOT proven" in run.stdout and "--proof" in run.stdout
     run = medledger("proof", "verify", "--receipt", line, "--proof", str(saved["at_receipt"]), "--trusted-key", key)
     assert run.returncode == 0, run.stderr
-    assert "receipt holds" in run.stderr
+    assert "receipt holds" in run.stdout
 
     def envelope_signature(v: dict[str, Any]) -> None:
         sig = v["wire"]["signature"]
@@ -153,11 +154,11 @@ def test_trace(saved: dict[str, Any], tmp_path: Path) -> None:
     steps = json.loads(saved["trace"].read_text())["steps"]
     run = medledger("proof", "verify", "--trace", trace, "--trusted-key", key)
     assert run.returncode == 0, run.stderr
-    assert f"all {len(steps)} steps of prescription rx-cli" in run.stderr
-    assert "offline-diagnosis, doctor-real-name, consultation, prescription, review, dispense" in run.stderr
+    assert f"all {len(steps)} steps of prescription rx-cli" in run.stdout
+    assert "offline-diagnosis, doctor-real-name, consultation, prescription, review, dispense" in run.stdout
     run = medledger("proof", "verify", "--trace", trace, "--envelope", str(saved["envelopes"]), "--trusted-key", key)
     assert run.returncode == 0, run.stderr
-    assert f"{len(steps)} envelopes tied to their steps" in run.stderr
+    assert f"{len(steps)} envelopes tied to their steps" in run.stdout
 
     last = len(steps) - 1
 

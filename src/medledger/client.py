@@ -94,7 +94,14 @@ _VERIFIED_CACHE_LIMIT = 4096
 
 
 def _wire(value: Any, what: str) -> SignedEnvelope:
-    """Decode and signature-check an envelope's wire form."""
+    """Decode and signature-check an envelope's wire form, or the ``GET /v1/transactions/{id}`` answer holding it.
+
+    Offline checks take what a user saved from the API as it is: the answer of
+    the transaction route carries the wire form under ``wire`` (its readable
+    ``envelope`` object is not what was signed, so it is never used).
+    """
+    if isinstance(value, dict) and "wire" in value:
+        value = value["wire"]
     try:
         return envelope_mod.from_wire(value, check_signature=True)
     except SignatureError as exc:
@@ -616,8 +623,7 @@ def verify_trace_offline(
     root = check_tree_head(trace.tree_head, trusted_keys)
     decoded = []
     for i, item in enumerate(envelopes or ()):
-        wire = item["wire"] if isinstance(item, dict) and "wire" in item else item
-        decoded.append(_wire(wire, f"envelope {i}"))
+        decoded.append(_wire(item, f"envelope {i}"))
     _verify_trace(trace, root, decoded)
     return trace
 
@@ -782,6 +788,17 @@ class Client:
         """
         head = _head(self._request("GET", "/v1/tree-head"), "tree head")
         self._observe(head, allow_older=False)
+        return head
+
+    def tree_head_at(self, tree_size: int) -> TreeHead:
+        """The node's signed head of ``tree_size`` (a block boundary), checked against the trusted head.
+
+        An older head is accepted if consistent with the trusted one; it does not move trust back.
+        """
+        head = _head(self._request("GET", "/v1/tree-head", params={"tree_size": tree_size}), "tree head")
+        if head.tree_size != tree_size:
+            raise ProofError(f"asked for the tree head of size {tree_size}; the node answered size {head.tree_size}")
+        self._observe(head, allow_older=True)
         return head
 
     def get_transaction(self, tx_id: str) -> Transaction:

@@ -23,11 +23,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from medledger.demo_dirs import link_latest
 from medledger.errors import MedledgerError
 from medledger.ledger.sqlite_store import DB_NAME, SqliteStore
 from medledger.node.bootstrap import REGULATOR_TOKEN
 from medledger.sim.drivers import EmbeddedDriver
-from medledger.sim.report import summary_table
+from medledger.sim.report import COUNTS_NOTE, summary_table
 from medledger.sim.run import SIM_START, SimConfig, run_simulation
 
 #: simulated days the demo may run through (it stops earlier, at ``duration`` or Ctrl-C)
@@ -58,8 +59,14 @@ def run_demo(
     seed: int,
     console: Console,
     stop: threading.Event | None = None,
+    out: Console | None = None,
 ) -> None:
-    """Serve a simulated province until ``duration`` seconds pass or Ctrl-C, then verify and summarise."""
+    """Serve a simulated province until ``duration`` seconds pass or Ctrl-C, then verify and summarise.
+
+    Progress goes to ``console``; the summary (the results) to ``out`` (default: ``console``). A ledger made
+    under ``demo-data/`` becomes ``demo-data/latest``, the other commands' default.
+    """
+    out = out or console
     from medledger._serving import BackgroundServer
     from medledger.cli import run_verify
 
@@ -71,6 +78,9 @@ def run_demo(
         )
     stop = stop or threading.Event()
     driver = EmbeddedDriver(data, SIM_START, workers=None)
+    linked = link_latest(data)
+    if linked is not None:
+        console.print(f"{linked} -> {data} (the other commands' default --data)")
     timer: threading.Timer | None = None
     report = None
     try:
@@ -110,10 +120,11 @@ def run_demo(
             timer.cancel()
         driver.close()
     if report is not None:
-        console.print(summary_table(report))
-    console.print(_alert_table(data))
+        out.print(summary_table(report))
+    out.print(_alert_table(data))
+    out.print(COUNTS_NOTE, highlight=False)
     result = run_verify(data, quiet=False)
-    console.print(
+    out.print(
         f"[bold green]verify: ledger intact[/]: {result['blocks']} blocks, {result['transactions']} "
         f"transactions, tree size {result['tree_size']}, root {result['root_hash']}"
     )

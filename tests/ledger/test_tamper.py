@@ -215,7 +215,7 @@ def test_cli_names_the_height_and_exits_nonzero(populated: Populated) -> None:
         timeout=120,
     )
     assert run.returncode == 2
-    assert "height 5" in run.stderr and "transaction" in run.stderr
+    assert "height 5" in run.stdout and "transaction" in run.stdout, "the verdict is a result: stdout"
     ok = subprocess.run(
         [sys.executable, "-m", "medledger", "verify", "--data", str(populated.data), "--json"],
         capture_output=True,

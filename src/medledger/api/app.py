@@ -700,9 +700,24 @@ def create_app(
             raise NotFoundError("the ledger has no blocks yet; run `medledger init`", code="empty-ledger")
         return head
 
-    @app.get("/v1/tree-head", response_model=TreeHeadModel, summary="The latest signed tree head")
-    def get_tree_head() -> Response:
-        return _json(latest_head().to_json())
+    @app.get("/v1/tree-head", response_model=TreeHeadModel, summary="The latest signed tree head, or one of a size")
+    def get_tree_head(
+        tree_size: Annotated[
+            int | None,
+            Query(ge=1, le=MAX_INT, description="the signed head of this size (a block ended there); default: latest"),
+        ] = None,
+    ) -> Response:
+        latest = latest_head()
+        if tree_size is None or tree_size == latest.tree_size:
+            return _json(latest.to_json())
+        # an older head is what a member checks a consistency proof from, when it did not keep that head itself
+        head = store.tree_head(tree_size) if tree_size < latest.tree_size else None
+        if head is None:
+            raise NotFoundError(
+                f"no block ended at tree size {tree_size} (the tree has {latest.tree_size} entries); "
+                "signed heads exist only at block boundaries"
+            )
+        return _json(head.to_json())
 
     @app.get(
         "/v1/proofs/inclusion/{tx_id}", response_model=InclusionProofModel,

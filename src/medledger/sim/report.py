@@ -233,6 +233,16 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+#: printed under the per-rule tables, because their counts measure different things and look inconsistent
+COUNTS_NOTE = (
+    "injected/detected count cases: each injected case carries one violation, detected when the transaction "
+    "carrying it raised its rule. Alerts count every rule each transaction breaks, so one case can raise several "
+    "(after a refused step, the same case's next step often breaks the rule again): alerts >= detected. "
+    "The simulator counts the transactions it submitted; `verify` counts 2 more, which `init` committed first: "
+    "the genesis and the demo admin's registration."
+)
+
+
 def summary_table(report: Report) -> Table:
     """The per-rule scores as a terminal table (``medledger simulate`` prints it at the end)."""
     table = Table(
