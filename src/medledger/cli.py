@@ -346,11 +346,16 @@ def load(
         Path, typer.Option("--admin-key", help="key of an institution admin that registers the load member")
     ] = Path("demo-data/keys/demo-admin.key"),
     org: Annotated[str, typer.Option(help="the admin's organisation")] = "demo-hospital",
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for a node that is still starting (connections refused)")
+    ] = 15.0,
 ) -> None:
-    """Register a member and submit signed anchor.record envelopes over HTTP."""
+    """Register a member and submit signed anchor.record envelopes over HTTP, stamped with the node's clock."""
     from medledger.ledger.keys import SigningKey
     from medledger.loadgen import run_load
 
+    if wait < 0:
+        _fail(f"--wait must be 0 or more seconds, got {wait:g}")
     try:
         key = SigningKey.from_file(admin_key)
         with _progress() as progress:
@@ -364,10 +369,16 @@ def load(
                 batch=batch,
                 receipts=receipts,
                 progress=lambda n: progress.update(task, advance=n),
+                wait=wait,
             )
     except MedledgerError as exc:
         _fail(exc.message)
-    print(json.dumps(result.to_json() if hasattr(result, "to_json") else result.__dict__))
+    except OSError as exc:
+        _fail(f"cannot write {exc.filename or receipts}: {exc.strerror or exc}")
+    print(json.dumps(result.to_json()))
+    if result.refused:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(result.refusals.items()))
+        _fail(f"the node refused {result.refused} of {result.submitted} envelopes ({reasons})")
 
 
 def _bench_report(result: dict[str, Any], as_json: bool) -> None:
