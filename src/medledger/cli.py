@@ -444,7 +444,13 @@ def bench_floor(
 def demo(
     data: DataDir = Path("demo-data"),
     port: Annotated[int, typer.Option(help="TCP port")] = 8400,
-    rate: Annotated[float, typer.Option(help="transactions per second the province sends")] = 300.0,
+    speed: Annotated[
+        float, typer.Option(help="province seconds per wall second (1440: a day a minute)")
+    ] = 1440.0,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="at most this many transactions per second (province time then slows at peaks)"),
+    ] = None,
     duration: Annotated[
         float | None, typer.Option(help="stop after this many seconds (default: serve until Ctrl-C)")
     ] = None,
@@ -453,12 +459,14 @@ def demo(
     """Serve a simulated province under supervision; at the end, verify and sum the alerts up by rule."""
     from medledger.demo import run_demo
 
-    if rate <= 0:
+    if not speed > 0:
+        _fail(f"--speed must be more than 0 province seconds per second, got {speed:g}")
+    if rate is not None and rate <= 0:
         _fail(f"--rate must be more than 0 transactions per second, got {rate:g}")
     if duration is not None and duration <= 0:
         _fail(f"--duration must be more than 0 seconds, got {duration:g}")
     try:
-        run_demo(data, port=port, rate=rate, duration=duration, seed=seed, console=console)
+        run_demo(data, port=port, rate=rate, duration=duration, seed=seed, console=console, speed=speed)
     except MedledgerError as exc:
         _fail(exc.message)
 
