@@ -93,7 +93,8 @@ _rx_id = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,79}")
 _VERIFIED_CACHE_LIMIT = 4096
 #: how long one reading of the node's clock is extrapolated before it is read again (seconds): a node on
 #: the wall clock only drifts, a sped-up one (the demo's province) can stall when its simulator falls behind
-_CLOCK_RESYNC_S = {True: 60.0, False: 1.0}
+_WALL_CLOCK_RESYNC_S = 60.0
+_FAST_CLOCK_RESYNC_S = 1.0
 
 
 
@@ -784,7 +785,8 @@ class Client:
         """
         with self._clock_lock:
             reading = self._clock_reading
-            if reading is None or time.monotonic() - reading[2] > _CLOCK_RESYNC_S[reading[1] == 1.0]:
+            resync = _WALL_CLOCK_RESYNC_S if reading is not None and reading[1] == 1.0 else _FAST_CLOCK_RESYNC_S
+            if reading is None or time.monotonic() - reading[2] > resync:
                 reading = self._clock_reading = self._read_clock()
         node_ms, rate, at = reading
         return node_ms + round(rate * (time.monotonic() - at) * 1000)
@@ -810,10 +812,15 @@ class Client:
     def submit(self, envelopes: SignedEnvelope | Sequence[SignedEnvelope], *, verify: bool = False) -> list[Receipt]:
         """Submit one envelope or a batch; return receipts in the same order.
 
-        The node answers only once the block is durable, so a returned receipt
-        means "on disk". The tree heads inside the receipts are checked and
-        trust moves forward to the newest. With ``verify=True`` each receipt's
-        inclusion is proven too (one more request per receipt).
+        With a trusted head (a state file's, or one seen earlier), the node's
+        current head is tied to it first, and nothing is sent if it cannot be
+        (:class:`TrustError`, ``committed=False``). The node answers only once
+        the block is durable, so a returned receipt means "on disk". The tree
+        heads inside the receipts are checked and trust moves forward to the
+        newest; if that fails the envelopes are committed all the same, and
+        the :class:`TrustError` says so (``committed=True``). With
+        ``verify=True`` each receipt's inclusion is proven too (one more
+        request per receipt).
         """
         single = isinstance(envelopes, SignedEnvelope)
         batch: list[SignedEnvelope] = [envelopes] if isinstance(envelopes, SignedEnvelope) else list(envelopes)
@@ -827,7 +834,7 @@ class Client:
         except MedledgerError as exc:
             if exc.code == "receipt-mismatch" or isinstance(exc, TrustError):
                 raise
-            ids = ", ".join(e.tx_id for e in batch)
+            ids = ", ".join(e.tx_id for e in batch[:3]) + (f" and {len(batch) - 3} more" if len(batch) > 3 else "")
             raise TrustError(
                 f"the node committed transaction{'s' if len(batch) > 1 else ''} {ids} (do not submit "
                 f"{'them' if len(batch) > 1 else 'it'} again), but its receipt could not be tied to the tree head "
