@@ -548,11 +548,16 @@ def load(
         Path, typer.Option("--admin-key", help="key of an institution admin that registers the load member")
     ] = demo_dirs.LATEST_ADMIN_KEY,
     org: Annotated[str, typer.Option(help="the admin's organisation")] = "demo-hospital",
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for a node that is still starting (connections refused)")
+    ] = 15.0,
 ) -> None:
-    """Register a member and submit signed anchor.record envelopes over HTTP."""
+    """Register a member and submit signed anchor.record envelopes over HTTP, stamped with the node's clock."""
     from medledger.ledger.keys import SigningKey
     from medledger.loadgen import run_load
 
+    if wait < 0:
+        _fail(f"--wait must be 0 or more seconds, got {wait:g}")
     try:
         key = SigningKey.from_file(admin_key)
         with _progress() as progress:
@@ -566,10 +571,16 @@ def load(
                 batch=batch,
                 receipts=receipts,
                 progress=lambda n: progress.update(task, advance=n),
+                wait=wait,
             )
     except MedledgerError as exc:
         _fail(exc.message)
-    print(json.dumps(result.to_json() if hasattr(result, "to_json") else result.__dict__))
+    except OSError as exc:
+        _fail(f"cannot write {exc.filename or receipts}: {exc.strerror or exc}")
+    print(json.dumps(result.to_json()))
+    if result.refused:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(result.refusals.items()))
+        _fail(f"the node refused {result.refused} of {result.submitted} envelopes ({reasons})")
 
 
 def _bench_report(result: dict[str, Any], as_json: bool) -> None:
@@ -638,7 +649,13 @@ def demo(
         typer.Option("--data", help="a new ledger directory (default: a new demo-data/run-<time>, linked as latest)"),
     ] = None,
     port: Annotated[int, typer.Option(help="TCP port")] = 8400,
-    rate: Annotated[float, typer.Option(help="transactions per second the province sends")] = 300.0,
+    speed: Annotated[
+        float, typer.Option(help="province seconds per wall second (1440: a day a minute)")
+    ] = 1440.0,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="at most this many transactions per second (province time then slows at peaks)"),
+    ] = None,
     duration: Annotated[
         float | None, typer.Option(help="stop after this many seconds (default: serve until Ctrl-C)")
     ] = None,
@@ -647,13 +664,15 @@ def demo(
     """Serve a simulated province under supervision; at the end, verify and sum the alerts up by rule."""
     from medledger.demo import run_demo
 
-    if rate <= 0:
+    if not speed > 0:
+        _fail(f"--speed must be more than 0 province seconds per second, got {speed:g}")
+    if rate is not None and rate <= 0:
         _fail(f"--rate must be more than 0 transactions per second, got {rate:g}")
     if duration is not None and duration <= 0:
         _fail(f"--duration must be more than 0 seconds, got {duration:g}")
     data = data if data is not None else demo_dirs.new_run_dir()
     try:
-        run_demo(data, port=port, rate=rate, duration=duration, seed=seed, console=console, out=out)
+        run_demo(data, port=port, rate=rate, duration=duration, seed=seed, console=console, out=out, speed=speed)
     except MedledgerError as exc:
         _fail(exc.message)
 

@@ -41,6 +41,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ from typing import Any, Final
 
 import httpx
 
-from medledger.errors import EncodingError, MedledgerError, NotFoundError, ProofError, SignatureError
+from medledger.errors import EncodingError, MedledgerError, NotFoundError, ProofError, SignatureError, TrustError
 from medledger.ledger import envelope as envelope_mod
 from medledger.ledger import keys, merkle
 from medledger.ledger.block import TreeHead
@@ -63,6 +64,7 @@ from medledger.ledger.receipt import json_int as _int
 from medledger.ledger.receipt import json_object as _obj
 from medledger.ledger.receipt import json_str as _str
 from medledger.ledger.receipt import json_tree_head as _head
+from medledger.ledger.timefmt import now_ms, parse_ms
 
 __all__ = [
     "STATE_FORMAT",
@@ -89,6 +91,10 @@ STATE_FORMAT: Final = "medledger-client-state/1"
 _hex64 = re.compile(r"[0-9a-f]{64}")
 _rx_id = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,79}")
 _VERIFIED_CACHE_LIMIT = 4096
+#: how long one reading of the node's clock is extrapolated before it is read again (seconds): a node on
+#: the wall clock only drifts, a sped-up one (the demo's province) can stall when its simulator falls behind
+_WALL_CLOCK_RESYNC_S = 60.0
+_FAST_CLOCK_RESYNC_S = 1.0
 
 
 
@@ -707,6 +713,8 @@ class Client:
         # receipts of one block share a head, so most need no second proof.
         self._verified: dict[int, TreeHead] = {}
         self._trusted: TreeHead | None = None
+        self._clock_lock = threading.Lock()
+        self._clock_reading: tuple[int, float, float] | None = None
         if self.state_file is not None and self.state_file.exists():
             self._trusted = self._load_state(self.state_file)
             self._verified[self._trusted.tree_size] = self._trusted
@@ -728,11 +736,14 @@ class Client:
 
     # -- HTTP -------------------------------------------------------------------
 
+    def _unreachable(self, exc: Exception) -> MedledgerError:
+        return MedledgerError(f"cannot reach the node at {self.url}: {exc}", code="unreachable", status=503)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise MedledgerError(f"cannot reach the node at {self.url}: {exc}", code="unreachable", status=503) from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._unreachable(exc) from None
         if response.status_code >= 400:
             raise problem_error(response)
         try:
@@ -740,22 +751,110 @@ class Client:
         except ValueError:
             raise _bad(f"{method} {path} answered {response.status_code} with a body that is not JSON") from None
 
+    # -- readiness and the node's clock ---------------------------------------------
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the node to answer ``GET /healthz``.
+
+        Only a connection that fails (nobody listening yet, as right after
+        ``medledger serve ... &``) is tried again; any answer ends the wait, so
+        a wrong URL or a refusing node is reported by the next call at once,
+        not after the timeout.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._http.get("/healthz")
+                return
+            except httpx.ConnectError as exc:
+                if time.monotonic() >= deadline:
+                    raise MedledgerError(
+                        f"no medledger node answered at {self.url} within {timeout:g} s ({exc}); is `medledger "
+                        "serve` running there?",
+                        code="unreachable",
+                        status=503,
+                    ) from None
+                time.sleep(0.1)
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise self._unreachable(exc) from None
+
+    def clock(self) -> int:
+        """The node's time now, epoch milliseconds: stamp envelopes with it (``TxBuilder(key, clock=client.clock)``).
+
+        The node refuses an envelope whose ``created_at`` is minutes from its
+        own clock. That clock is normally the wall clock, but the demo's node
+        runs on its simulated province's time, a day a minute, where a wall
+        clock reading is months off. ``GET /healthz`` publishes the node's
+        ``time`` and ``clock_rate``; one reading is extrapolated at that rate
+        and read again after a while. A node that publishes no time gives the
+        local wall clock.
+        """
+        with self._clock_lock:
+            reading = self._clock_reading
+            resync = _WALL_CLOCK_RESYNC_S if reading is not None and reading[1] == 1.0 else _FAST_CLOCK_RESYNC_S
+            if reading is None or time.monotonic() - reading[2] > resync:
+                reading = self._clock_reading = self._read_clock()
+        node_ms, rate, at = reading
+        return node_ms + round(rate * (time.monotonic() - at) * 1000)
+
+    def _read_clock(self) -> tuple[int, float, float]:
+        """(node ms, rate, local monotonic seconds) of one ``GET /healthz``, timed at the middle of the round trip."""
+        sent = time.monotonic()
+        health = self._request("GET", "/healthz")
+        middle = (sent + time.monotonic()) / 2
+        if not isinstance(health, dict) or not isinstance(health.get("time"), str):
+            return now_ms(), 1.0, middle
+        try:
+            node_ms = parse_ms(health["time"])
+        except MedledgerError:
+            raise _bad(f"GET /healthz answered a time that is not one: {str(health['time'])[:40]!r}") from None
+        rate = health.get("clock_rate", 1.0)
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
+            raise _bad(f"GET /healthz answered a clock_rate that is not a positive number: {rate!r}")
+        return node_ms, float(rate), middle
+
     # -- API calls --------------------------------------------------------------
 
     def submit(self, envelopes: SignedEnvelope | Sequence[SignedEnvelope], *, verify: bool = False) -> list[Receipt]:
         """Submit one envelope or a batch; return receipts in the same order.
 
-        The node answers only once the block is durable, so a returned receipt
-        means "on disk". The tree heads inside the receipts are checked and
-        trust moves forward to the newest. With ``verify=True`` each receipt's
-        inclusion is proven too (one more request per receipt).
+        With a trusted head (a state file's, or one seen earlier), the node's
+        current head is tied to it first, and nothing is sent if it cannot be
+        (:class:`TrustError`, ``committed=False``). The node answers only once
+        the block is durable, so a returned receipt means "on disk". The tree
+        heads inside the receipts are checked and trust moves forward to the
+        newest; if that fails the envelopes are committed all the same, and
+        the :class:`TrustError` says so (``committed=True``). With
+        ``verify=True`` each receipt's inclusion is proven too (one more
+        request per receipt).
         """
         single = isinstance(envelopes, SignedEnvelope)
         batch: list[SignedEnvelope] = [envelopes] if isinstance(envelopes, SignedEnvelope) else list(envelopes)
         if not batch:
             raise EncodingError("no envelopes to submit", code="empty-batch")
+        self._check_trust_before_submit()
         body: Any = batch[0].to_wire() if single else [e.to_wire() for e in batch]
         answer = self._request("POST", "/v1/transactions", json=body)
+        try:
+            return self._check_receipts(answer, batch, single=single, verify=verify)
+        except MedledgerError as exc:
+            if exc.code == "receipt-mismatch" or isinstance(exc, TrustError):
+                raise
+            ids = ", ".join(e.tx_id for e in batch[:3]) + (f" and {len(batch) - 3} more" if len(batch) > 3 else "")
+            raise TrustError(
+                f"the node committed transaction{'s' if len(batch) > 1 else ''} {ids} (do not submit "
+                f"{'them' if len(batch) > 1 else 'it'} again), but its receipt could not be tied to the tree head "
+                f"trusted in {self._trust_source()}: {exc.message}",
+                code="fork" if exc.code == "fork" else None,
+                committed=True,
+                tx_ids=[e.tx_id for e in batch],
+                reason=exc.code,
+            ) from None
+
+    def _check_receipts(
+        self, answer: Any, batch: list[SignedEnvelope], *, single: bool, verify: bool
+    ) -> list[Receipt]:
+        """Receipts of a submission, each tied to its envelope, their heads to the trusted one."""
         if single:
             receipts_json: Any = [answer]
         else:
@@ -853,6 +952,43 @@ class Client:
 
     # -- trust ------------------------------------------------------------------
 
+    def _trust_source(self) -> str:
+        return str(self.state_file) if self.state_file is not None else "this client's memory"
+
+    def _check_trust_before_submit(self) -> None:
+        """Tie the node's current head to the trusted one before anything is sent.
+
+        Without this a client holding the state of another log (a ledger
+        re-initialised at the same URL, a node that rolled back) would only
+        find out from the receipt, after its envelopes were committed, and a
+        retry would submit them twice.
+        """
+        trusted = self._trusted
+        if trusted is None:
+            return
+        head = _head(self._request("GET", "/v1/tree-head"), "tree head")
+        try:
+            self._observe(head, allow_older=False)
+        except MedledgerError as exc:
+            other_key = (
+                ""
+                if head.signer == trusted.signer
+                else f", and it signs with node key {head.signer}, not {trusted.signer} (a re-initialised ledger?)"
+            )
+            hint = (
+                f"; if that ledger was replaced on purpose, move {self.state_file} aside to trust the new one"
+                if self.state_file is not None
+                else ""
+            )
+            raise TrustError(
+                f"nothing was submitted: the node at {self.url} cannot show that its log extends the tree head of "
+                f"size {trusted.tree_size} trusted in {self._trust_source()}{other_key}: {exc.message}{hint}",
+                code="fork" if exc.code == "fork" else None,
+                committed=False,
+                state_file=None if self.state_file is None else str(self.state_file),
+                reason=exc.code,
+            ) from None
+
     @property
     def trusted_head(self) -> TreeHead | None:
         """The newest tree head this client has proven consistent with everything it trusted before."""
@@ -948,7 +1084,7 @@ class Client:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise EncodingError(f"cannot read client state file {path}: {exc}", code="bad-state-file") from exc
+            raise EncodingError(f"cannot read client state file {path}: {exc}", code="bad-state-file") from None
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
             raise EncodingError(f"{path} is not a {STATE_FORMAT} state file", code="bad-state-file")
         try:

@@ -8,11 +8,20 @@ violation is injected. The contracts judge each transaction as it commits;
 the API answers queries (alerts, proofs, tree heads) while it runs.
 
 The province runs on simulated time, faster than the wall clock (the node's
-clock is the simulation's, so tree heads carry province time): a day of
-deadlines passes in a minute or two. At the end (after ``duration`` seconds
-or Ctrl-C) the node commits what is queued and stops, ``verify`` re-derives
-every block, outcome and alert from genesis, and the alerts are summed up by
-rule.
+clock is the simulation's, so block times and tree heads carry province
+time): a day of deadlines passes in a minute. That clock starts at the wall
+clock and keeps a steady pace (``speed`` province seconds per wall second),
+which the node publishes with its time in ``GET /healthz``. So anyone can try
+the demo with their own transactions: ``medledger load`` and
+``Client.clock`` stamp envelopes with the node's time, and a hospital's FHIR
+write carrying real timestamps is never in the province's future (it is
+late by however far the province has run ahead, and alerted as such).
+Contracts still read only block time, so the province's deadlines are judged
+exactly as in ``simulate``.
+
+At the end (after ``duration`` seconds or Ctrl-C) the node commits what is
+queued and stops, ``verify`` re-derives every block, outcome and alert from
+genesis, and the alerts are summed up by rule.
 """
 
 from __future__ import annotations
@@ -26,13 +35,16 @@ from rich.table import Table
 from medledger.demo_dirs import link_latest
 from medledger.errors import MedledgerError
 from medledger.ledger.sqlite_store import DB_NAME, SqliteStore
+from medledger.ledger.timefmt import format_ms, now_ms
 from medledger.node.bootstrap import REGULATOR_TOKEN
 from medledger.sim.drivers import EmbeddedDriver
 from medledger.sim.report import COUNTS_NOTE, summary_table
-from medledger.sim.run import SIM_START, SimConfig, run_simulation
+from medledger.sim.run import SimConfig, run_simulation
 
 #: simulated days the demo may run through (it stops earlier, at ``duration`` or Ctrl-C)
 DEMO_DAYS = 30
+#: province seconds per wall second: a day a minute, so a 90-second demo sees day-long deadlines pass
+DEMO_SPEED = 1440.0
 
 
 def _alert_table(data: Path) -> Table:
@@ -54,15 +66,18 @@ def run_demo(
     data: Path,
     *,
     port: int,
-    rate: float,
+    rate: float | None = None,
     duration: float | None,
     seed: int,
     console: Console,
     stop: threading.Event | None = None,
     out: Console | None = None,
+    speed: float = DEMO_SPEED,
 ) -> None:
     """Serve a simulated province until ``duration`` seconds pass or Ctrl-C, then verify and summarise.
 
+    The province starts at the wall clock and runs ``speed`` times faster; ``rate`` (transactions per
+    second) caps it, slowing province time below ``speed`` whenever its traffic peaks above the cap.
     Progress goes to ``console``; the summary (the results) to ``out`` (default: ``console``). A ledger made
     under ``demo-data/`` becomes ``demo-data/latest``, the other commands' default.
     """
@@ -77,7 +92,8 @@ def run_demo(
             code="already-initialised",
         )
     stop = stop or threading.Event()
-    driver = EmbeddedDriver(data, SIM_START, workers=None)
+    start = now_ms() // 60_000 * 60_000
+    driver = EmbeddedDriver(data, start, workers=None, clock_rate=speed)
     linked = link_latest(data)
     if linked is not None:
         console.print(f"{linked} -> {data} (the other commands' default --data)")
@@ -93,16 +109,20 @@ def run_demo(
                 f"       curl -s {server.url}/v1/tree-head    curl -s {server.url}/fhir/metadata"
             )
             console.print(
-                f"streaming the province at {rate:g} transactions/s "
-                + (f"for {duration:g} s" if duration else "until Ctrl-C")
-                + "; ledger in "
-                + str(data)
+                f"streaming the province from {format_ms(start)}, {speed:g} times faster than the wall clock"
+                + (f" (at most {rate:g} transactions/s)" if rate else "")
+                + (f", for {duration:g} s" if duration else ", until Ctrl-C")
+                + f"; ledger in {data}\n"
+                f"  the node's clock is the province's (GET /healthz publishes it): `medledger load` and "
+                f"TxBuilder(key, clock=client.clock) stamp envelopes with it"
             )
             if duration:
                 timer = threading.Timer(duration, stop.set)
                 timer.daemon = True
                 timer.start()
-            config = SimConfig(seed=seed, days=DEMO_DAYS, max_tx_per_s=rate, truth_dir=data / "sim")
+            config = SimConfig(
+                seed=seed, days=DEMO_DAYS, pace=speed, max_tx_per_s=rate, truth_dir=data / "sim", start_ms=start
+            )
 
             shown = [0]
 

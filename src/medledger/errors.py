@@ -60,6 +60,22 @@ class ProofError(MedledgerError):
     status = 400
 
 
+class TrustError(ProofError):
+    """A node whose log the client cannot tie to the tree head it trusts (a state file's, or this session's).
+
+    Raised by :meth:`medledger.client.Client.submit`; ``committed`` says whether
+    the envelopes were written (``tx_ids`` then names them, so nobody submits
+    them twice) and ``state_file`` which trust state the node failed to extend.
+    """
+
+    code = "untrusted-history"
+    status = 409
+
+    def __init__(self, message: str, *, committed: bool, **detail: Any) -> None:
+        super().__init__(message, committed=committed, **detail)
+        self.committed = committed
+
+
 class AdmissionError(MedledgerError):
     """The gateway refuses an envelope before it is ever ordered."""
 

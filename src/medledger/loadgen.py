@@ -15,6 +15,12 @@ way (4xx, 5xx, connection refused or reset, timeout) is counted as refused,
 never retried and never written: its fate is unknown, so it proves nothing
 either way. Because connection errors come back at once and every request has
 a timeout, a run against a dead server finishes promptly instead of hanging.
+
+Envelopes are stamped with the node's clock (``GET /healthz``), not this
+machine's: the demo's node runs on its province's time, a day a minute, and
+a node on the wall clock publishes that anyway. ``wait`` gives a node that is
+still starting (``medledger serve ... &`` just before) that many seconds to
+answer.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from medledger.errors import EncodingError, MedledgerError
 from medledger.ledger import envelope
 from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.keys import SigningKey
+from medledger.ledger.timefmt import now_ms
 
 __all__ = ["LoadResult", "run_load"]
 
@@ -132,8 +139,22 @@ class _Run:
             self.progress(len(receipts))
 
 
-def _anchor(key: SigningKey, n: int) -> SignedEnvelope:
-    return envelope.build(key, ANCHOR_TYPE, {"label": f"load/{n}", "sha256": os.urandom(32).hex()})
+def _anchor(key: SigningKey, n: int, created_ms: int) -> SignedEnvelope:
+    return envelope.build(
+        key, ANCHOR_TYPE, {"label": f"load/{n}", "sha256": os.urandom(32).hex()}, created_ms=created_ms
+    )
+
+
+def _node_clock(client: Client) -> Callable[[], int]:
+    """The node's time via ``client``; the local clock while the node cannot say (its requests then fail too)."""
+
+    def clock() -> int:
+        try:
+            return client.clock()
+        except MedledgerError:
+            return now_ms()
+
+    return clock
 
 
 def _reason(response: httpx.Response) -> str:
@@ -164,7 +185,7 @@ def _receipts_of(response: httpx.Response, envs: list[SignedEnvelope]) -> list[d
     return items
 
 
-def _worker(run: _Run, url: str, key: SigningKey, timeout: float) -> None:
+def _worker(run: _Run, url: str, key: SigningKey, timeout: float, clock: Callable[[], int]) -> None:
     # One connection per worker, kept alive: the load is the node's, not TCP handshakes'.
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     http_timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
@@ -175,7 +196,8 @@ def _worker(run: _Run, url: str, key: SigningKey, timeout: float) -> None:
                 indices = run.take()
                 if not indices:
                     return
-                envs = [_anchor(key, n) for n in indices]
+                created = clock()
+                envs = [_anchor(key, n, created) for n in indices]
                 body = orjson.dumps([e.to_wire() for e in envs])
                 try:
                     response = http.post("/v1/transactions", content=body)
@@ -198,17 +220,20 @@ def _worker(run: _Run, url: str, key: SigningKey, timeout: float) -> None:
 
 
 def register_member(url: str, admin_key: SigningKey, org: str, *, timeout: float = 60) -> tuple[str, SigningKey]:
-    """Register a fresh member of ``org`` (signed by its admin) and wait until it is committed.
+    """Register a fresh member of ``org`` (signed by its admin, at the node's time) and wait until it is committed.
 
     Admission checks a signer against *committed* state, so the anchors can
     only be sent once this receipt is back.
     """
     key = SigningKey.generate()
     member = f"{org}/load-{os.urandom(4).hex()}"
-    env = envelope.build(
-        admin_key, "member.register", {"member": member, "org": org, "role": MEMBER_ROLE, "key": key.key_id}
-    )
     with Client(url, timeout=timeout) as client:
+        env = envelope.build(
+            admin_key,
+            "member.register",
+            {"member": member, "org": org, "role": MEMBER_ROLE, "key": key.key_id},
+            created_ms=client.clock(),
+        )
         (receipt,) = client.submit(env)
     if receipt.status != "ACCEPTED":
         raise MedledgerError(
@@ -231,6 +256,7 @@ def run_load(
     progress: Callable[[int], None] | None = None,
     timeout: float = 30.0,
     stop: threading.Event | None = None,
+    wait: float = 0.0,
 ) -> LoadResult:
     """Register a load member, then send ``count`` anchors from ``concurrency`` threads.
 
@@ -239,24 +265,34 @@ def run_load(
     ``timeout`` bounds every request; a receipt only comes back after the block
     is fsynced, so it must cover a commit under load, not just a round trip.
     Setting ``stop`` ends the run early (requests in flight still finish).
-    Raises only if the member cannot be registered or the receipts file cannot
-    be written; refusals of anchors are counted in the result.
+    ``wait`` > 0 first waits up to that many seconds for the node to accept
+    connections. Raises only if the node does not answer within ``wait``, the
+    member cannot be registered or the receipts file cannot be written;
+    refusals of anchors are counted in the result.
     """
     if count < 0:
         raise EncodingError(f"count must be >= 0, got {count}", code="bad-argument")
     if concurrency < 1 or batch < 1:
         raise EncodingError(f"concurrency and batch must be >= 1, got {concurrency} and {batch}", code="bad-argument")
     url = url.rstrip("/")
-    member, key = register_member(url, admin_key, org, timeout=timeout)
+    probe = Client(url, timeout=timeout)  # the node's clock, for the whole run
     handle: IO[bytes] | None = None
-    if receipts is not None:
-        receipts.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(receipts, "ab")  # noqa: SIM115 - closed in the finally below
+    try:
+        if wait > 0:
+            probe.wait_ready(wait)
+        member, key = register_member(url, admin_key, org, timeout=timeout)
+        if receipts is not None:
+            receipts.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(receipts, "ab")  # noqa: SIM115 - closed in the finally below
+    except BaseException:
+        probe.close()
+        raise
+    clock = _node_clock(probe)
     run = _Run(count, batch, handle, progress)
     if stop is not None:
         run.stop = stop
     threads = [
-        threading.Thread(target=_worker, args=(run, url, key, timeout), name=f"medledger-load-{i}", daemon=True)
+        threading.Thread(target=_worker, args=(run, url, key, timeout, clock), name=f"medledger-load-{i}", daemon=True)
         for i in range(min(concurrency, max(1, -(-count // batch))))
     ]
     started = time.perf_counter()
@@ -274,6 +310,7 @@ def run_load(
         raise
     finally:
         elapsed = time.perf_counter() - started
+        probe.close()
         if handle is not None:
             handle.close()
     if run.failure is not None:

@@ -278,6 +278,10 @@ class HealthModel(_Doc):
     status: str
     height: int
     tree_size: int
+    time: str = Field(description="the node's clock, which admission and block times follow")
+    clock_rate: float = Field(
+        description="node milliseconds per wall-clock millisecond: 1.0, or more on the demo's simulated province"
+    )
 
 
 _SUBMIT_BODY: dict[str, Any] = {
@@ -772,7 +776,13 @@ def create_app(
     @app.get("/healthz", response_model=HealthModel, summary="Liveness, with the tip")
     async def healthz() -> Response:
         # In-memory tip: health must answer even while the disk is slow.
-        return _json({"status": "ok", "height": node.tip.height, "tree_size": node.frontier.size})
+        return _json({
+            "status": "ok",
+            "height": node.tip.height,
+            "tree_size": node.frontier.size,
+            "time": format_ms(node.config.clock()),
+            "clock_rate": node.config.clock_rate,
+        })
 
     @app.get(
         "/metrics", summary="Prometheus metrics",

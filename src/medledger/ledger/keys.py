@@ -92,7 +92,7 @@ class SigningKey:
         try:
             text = path.read_text().strip()
         except OSError as exc:
-            raise EncodingError(f"cannot read key file {path}: {exc.strerror}", code="bad-key-file") from exc
+            raise EncodingError(f"cannot read key file {path}: {exc.strerror}", code="bad-key-file") from None
         return cls(b64d(text, what=f"key file {path}", length=32))
 
 

@@ -31,6 +31,21 @@ CONFIG_NAME = "medledger.json"
 
 
 REGULATOR_TOKEN = "keys/regulator.token"
+#: written first into every ledger directory, so git never offers its keys and tokens for a commit
+GITIGNORE_TEXT = (
+    "# medledger ledger directory: private keys, bearer credentials and the store. Never commit it.\n*\n"
+)
+
+
+def ignore_in_git(data_dir: Path) -> None:
+    """Make ``data_dir`` invisible to git wherever the user puts it (a ``.gitignore`` of ``*``, itself included).
+
+    Written before any key exists, so even an init that fails half way leaves nothing committable.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ignore = data_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(GITIGNORE_TEXT)
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,7 @@ def init_ledger(
         raise StoreError(
             f"{data_dir} already holds a ledger; choose an empty directory", code="already-initialised", status=409
         )
+    ignore_in_git(data_dir)
     regulator, node_key, admin = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
     keys_dir = data_dir / "keys"
     regulator.to_file(keys_dir / "regulator.key")

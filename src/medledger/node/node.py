@@ -67,6 +67,10 @@ class NodeConfig:
     max_wait_ms: int = 20
     workers: int | None = None
     clock: Callable[[], int] = now_ms
+    #: milliseconds of ``clock`` per wall-clock millisecond, published with the node's time in ``GET /healthz``
+    #: so clients can stamp envelopes in the node's time: 1.0 for a node on the wall clock, more for the demo's
+    #: province, whose clock runs a day a minute
+    clock_rate: float = 1.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_block_txs <= MAX_BATCH:
@@ -75,6 +79,8 @@ class NodeConfig:
             raise EncodingError("max_wait_ms must be between 0 and 60000", code="bad-argument")
         if self.workers is not None and self.workers < 0:
             raise EncodingError("workers must be 0 (check inline) or more", code="bad-argument")
+        if not self.clock_rate > 0:
+            raise EncodingError("clock_rate must be more than 0", code="bad-argument")
 
 
 @dataclass(eq=False)
@@ -374,7 +380,7 @@ class Node:
                 "code": "clock-skew",
                 "status": 422,
                 "detail": f"created_at {env.created_at} is more than {skew // 1000} s from the node's "
-                f"clock {format_ms(now)}",
+                f"clock {format_ms(now)} (GET /healthz publishes the node's time; stamp envelopes with it)",
             }
         return None
 

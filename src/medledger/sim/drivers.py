@@ -102,11 +102,14 @@ class EmbeddedDriver:
     tag = ""
     window_ms = EMBEDDED_WINDOW_MS
 
-    def __init__(self, data_dir: Path, start_ms: int, *, workers: int | None = 0) -> None:
+    def __init__(
+        self, data_dir: Path, start_ms: int, *, workers: int | None = 0, clock_rate: float = 1.0
+    ) -> None:
         """Create the ledger in ``data_dir`` (which must not hold one) with genesis an hour before ``start_ms``.
 
         ``workers=0`` checks signatures inline (the simulator submits one window at a time); the demo,
-        which also serves this node over HTTP, passes None for a worker pool."""
+        which also serves this node over HTTP, passes None for a worker pool, and as ``clock_rate`` the
+        pace its simulated clock keeps, which the node publishes so clients can stamp in province time."""
         self.data_dir = Path(data_dir)
         if (self.data_dir / DB_NAME).exists():
             raise SimulationError(
@@ -118,7 +121,10 @@ class EmbeddedDriver:
         self._now = start_ms - 3_600_000
         keys = init_ledger(self.data_dir, clock=self.now)
         self.regulator = keys.regulator
-        self.node = Node(NodeConfig(self.data_dir, workers=workers, max_wait_ms=0, clock=self.now), key=keys.node)
+        self.node = Node(
+            NodeConfig(self.data_dir, workers=workers, max_wait_ms=0, clock=self.now, clock_rate=clock_rate),
+            key=keys.node,
+        )
 
     def now(self) -> int:
         return self._now

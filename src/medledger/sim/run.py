@@ -73,6 +73,8 @@ class SimConfig:
     max_tx_per_s: float | None = None
     #: where ground truth and receipts are written (None: not written)
     truth_dir: Path | None = None
+    #: when an embedded province starts (None: :data:`SIM_START`); the demo starts it at the wall clock
+    start_ms: int | None = None
 
     def check(self) -> None:
         if not self.days > 0:
@@ -194,9 +196,10 @@ def run_simulation(
     scorer = Scorer(truth, receipts)
     try:
         run = _Run(driver, config, scorer)
-        setup_at = SIM_START - 30 * MINUTE if driver.simulated else driver.now()
+        sim_start = SIM_START if config.start_ms is None else config.start_ms
+        setup_at = sim_start - 30 * MINUTE if driver.simulated else driver.now()
         done_setup = run.setup(setup_at)
-        start = SIM_START if driver.simulated else max(done_setup, driver.now()) + 1000
+        start = sim_start if driver.simulated else max(done_setup, driver.now()) + 1000
         span = int(config.days * DAY)
         if config.duration_s is not None and not driver.simulated:
             span = min(span, int(config.duration_s * 1000))
@@ -213,10 +216,11 @@ def run_simulation(
             window_end = min(t + driver.window_ms, end)
             traffic.plan_until(window_end)
             steps = planner.due(window_end)
+            # a simulated clock moves through quiet windows too, so it keeps the pace it publishes
+            if (steps or driver.simulated) and not driver.advance_to(window_end, stop):
+                stopped = True
+                break
             if steps:
-                if not driver.advance_to(window_end, stop):
-                    stopped = True
-                    break
                 run.submit([(run.sign(s.signer, s.type, s.payload, s.at), s.meta) for s in steps])
             t = window_end
             if progress is not None:
