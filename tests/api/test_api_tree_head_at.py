@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from api_support import ApiLedger
+
 from medledger.client import verify_consistency_offline
 from medledger.ledger import envelope
 
