@@ -145,6 +145,14 @@ def problem_response(
     )
 
 
+def error_response(exc: MedledgerError, *, fhir: bool, hook: ProblemHook | None = None) -> Response:
+    """A refusal raised as a :class:`MedledgerError`, as the client sees it (handlers and middleware alike)."""
+    # RFC 9110 §11.6.1: a 401 names the scheme that would succeed
+    challenge = isinstance(exc, AccessError) and exc.status == 401
+    headers = {"WWW-Authenticate": 'Bearer realm="medledger"'} if challenge else None
+    return problem_response(exc.to_problem(), headers=headers, hook=hook, fhir=fhir)
+
+
 def _param_name(loc: tuple[Any, ...]) -> tuple[str, str]:
     where = str(loc[0]) if loc else "request"
     name = ".".join(str(part) for part in loc[1:]) or where
@@ -199,10 +207,7 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
 
     async def on_medledger(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MedledgerError)
-        # RFC 9110 §11.6.1: a 401 names the scheme that would succeed
-        challenge = isinstance(exc, AccessError) and exc.status == 401
-        headers = {"WWW-Authenticate": 'Bearer realm="medledger"'} if challenge else None
-        return problem_response(exc.to_problem(), headers=headers, hook=hook, fhir=_fhir(request))
+        return error_response(exc, fhir=_fhir(request), hook=hook)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
