@@ -142,7 +142,7 @@ def credentials_revoke(
 def serve(
     data: DataDir = Path("demo-data"),
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8400,
+    port: Annotated[int, typer.Option(help="TCP port, 0 to 65535 (0: any free port)")] = 8400,
     workers: Annotated[int | None, typer.Option(help="signature-check processes (default: one per core)")] = None,
     max_block_txs: Annotated[int, typer.Option(help="cut a block at this many envelopes")] = 2000,
     max_wait_ms: Annotated[int, typer.Option(help="... or after this many milliseconds")] = 20,
@@ -150,6 +150,8 @@ def serve(
     """Serve the HTTP API of the embedded node until interrupted."""
     from medledger.api.server import serve as run
 
+    if not 0 <= port <= 65535:
+        _fail(f"--port {port} is not a TCP port: use a number from 0 to 65535 (0: any free port)", code=2)
     if not (data / "ledger.sqlite").exists():
         _fail(f"no ledger in {data}; create one with `medledger init --data {data}`")
     try:
@@ -432,7 +434,7 @@ def bench_floor(
 @app.command()
 def demo(
     data: DataDir = Path("demo-data"),
-    port: Annotated[int, typer.Option(help="TCP port")] = 8400,
+    port: Annotated[int, typer.Option(help="TCP port, 0 to 65535 (0: any free port)")] = 8400,
     rate: Annotated[float, typer.Option(help="transactions per second the province sends")] = 300.0,
     duration: Annotated[
         float | None, typer.Option(help="stop after this many seconds (default: serve until Ctrl-C)")

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from medledger.api.fhir import outcome
@@ -217,6 +218,13 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
         assert isinstance(exc, StarletteHTTPException)
         return problem_response(_http_problem(request, exc), headers=exc.headers, hook=hook, fhir=_fhir(request))
 
+    async def on_gone(request: Request, exc: Exception) -> Response:
+        # The client hung up, or was cut off on a deadline (api/connections.py), before its body arrived:
+        # nothing was acted on, nobody is left to read an answer, and it is no fault of ours to log loudly.
+        log.info("client left before its request body arrived: %s %s", request.method, request.url.path)
+        body = problem_body(400, "client-disconnected", "the connection closed before the request body arrived")
+        return problem_response(body, hook=hook, fhir=_fhir(request))
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Logged with the traceback here; the client learns only that it was our fault.
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -231,4 +239,5 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
     app.add_exception_handler(MedledgerError, on_medledger)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ClientDisconnect, on_gone)
     app.add_exception_handler(Exception, on_unexpected)
