@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -169,9 +172,50 @@ def test_one_writer_per_ledger_and_a_clear_port_conflict(tmp_path: Path) -> None
     try:
         busy = medledger("serve", "--data", str(data), "--port", str(taken.getsockname()[1]), timeout=120)
         assert busy.returncode == 1
-        assert "cannot listen" in busy.stderr
+        assert "cannot listen" in busy.stderr and "already in use" in busy.stderr
     finally:
         taken.close()
+
+
+def test_serve_says_exactly_why_it_cannot_listen(tmp_path: Path) -> None:
+    """A port out of range is one sentence, not a traceback; an address not on this machine is not blamed on
+    the port; a privileged port says so."""
+    data = tmp_path / "ledger"
+    assert medledger("init", "--data", str(data)).returncode == 0
+    for port in ("99999", "-1"):
+        bad = medledger("serve", "--data", str(data), "--port", port, timeout=120)
+        assert bad.returncode == 1 and f"--port {port} is not a TCP port" in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
+    # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never an address of a real machine
+    foreign = medledger("serve", "--data", str(data), "--host", "192.0.2.1", "--port", str(free_port()), timeout=120)
+    assert foreign.returncode == 1 and "192.0.2.1 is not an address of this machine" in foreign.stderr
+    assert "in use" not in foreign.stderr and "Traceback" not in foreign.stderr
+    unknown = medledger("serve", "--data", str(data), "--host", "no-such-host.invalid", timeout=120)
+    assert unknown.returncode == 1 and "not an IP address or a name" in unknown.stderr
+
+
+def test_serve_names_a_privileged_port() -> None:
+    """Run as an unprivileged user (dropping root if the tests run as root): port 80 is refused by the kernel."""
+    unprivileged_from = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    if unprivileged_from.exists() and int(unprivileged_from.read_text()) <= 80:
+        pytest.skip("this kernel lets anyone bind port 80")
+    # not under pytest's tmp_path: its parents are private to root, and the unprivileged user must reach the ledger
+    base = Path(tempfile.mkdtemp())
+    try:
+        base.chmod(0o755)
+        data = base / "ledger"
+        command = [sys.executable, "-m", "medledger", "serve", "--data", str(data), "--port", "80"]
+        if os.geteuid() == 0:
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root without setpriv: cannot try a privileged port as a normal user")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        assert medledger("init", "--data", str(data)).returncode == 0
+        data.chmod(0o755)
+        refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1, refused.stderr
+        assert "port 80 is privileged" in refused.stderr and "Traceback" not in refused.stderr
+    finally:
+        shutil.rmtree(base)
 
 
 def test_bench_pipeline_commits_clean_chains_with_every_rule_on() -> None:

@@ -243,7 +243,7 @@ def credentials_revoke(
 def serve(
     data: DataDir = LATEST,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8400,
+    port: Annotated[int, typer.Option(help="TCP port, 0 to 65535 (0: any free port)")] = 8400,
     workers: Annotated[int | None, typer.Option(help="signature-check processes (default: one per core)")] = None,
     max_block_txs: Annotated[int, typer.Option(help="cut a block at this many envelopes")] = 2000,
     max_wait_ms: Annotated[int, typer.Option(help="... or after this many milliseconds")] = 20,
@@ -251,6 +251,8 @@ def serve(
     """Serve the HTTP API of the embedded node until interrupted."""
     from medledger.api.server import serve as run
 
+    if not 0 <= port <= 65535:
+        _fail(f"--port {port} is not a TCP port: use a number from 0 to 65535 (0: any free port)")
     _ledger_dir(data)
     try:
         run(data, host, port, workers=workers, max_block_txs=max_block_txs, max_wait_ms=max_wait_ms)
@@ -648,7 +650,7 @@ def demo(
         Path | None,
         typer.Option("--data", help="a new ledger directory (default: a new demo-data/run-<time>, linked as latest)"),
     ] = None,
-    port: Annotated[int, typer.Option(help="TCP port")] = 8400,
+    port: Annotated[int, typer.Option(help="TCP port, 0 to 65535 (0: any free port)")] = 8400,
     speed: Annotated[
         float, typer.Option(help="province seconds per wall second (1440: a day a minute)")
     ] = 1440.0,

@@ -117,5 +117,11 @@ def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     return problem
 
 
+def assert_guarded(r: httpx.Response, what: str) -> None:
+    """The response tells browsers not to sniff its type and caches not to keep it (api/headers.py)."""
+    assert r.headers.get("x-content-type-options") == "nosniff", (what, r.status_code, r.headers)
+    assert r.headers.get("cache-control") == "no-store", (what, r.status_code, r.headers)
+
+
 def canonical(value: Any) -> bytes:
     return canonical_bytes(value)

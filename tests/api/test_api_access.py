@@ -11,6 +11,7 @@ for the public and 403 for a member whose role the route refuses.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from conftest import LiveServer
 from medledger.api.access import POLICY, ROLES, ROUTES, policy_markdown
 from medledger.ledger import envelope
 from medledger.ledger.keys import SigningKey
+from medledger.ledger.timefmt import format_ms, now_ms
 from medledger.node.bootstrap import init_ledger
 from medledger.node.credentials import Credentials
 from medledger.node.node import Node, NodeConfig
@@ -55,8 +57,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/metrics"): ALL,
     ("GET", "/openapi.json"): ALL,
     ("GET", "/docs"): ALL,
-    ("GET", "/docs/oauth2-redirect"): ALL,
-    ("GET", "/redoc"): ALL,
+    ("GET", "/docs/assets/{name}"): ALL,
     ("GET", "/fhir/metadata"): ALL,
     ("GET", "/fhir/{type}/{id}"): MEMBERS,
     ("GET", "/fhir/{type}"): MEMBERS,
@@ -71,6 +72,9 @@ class Matrix:
     tokens: dict[str, str]
     tx_id: str
     routes: list[tuple[str, str]]
+    node: Node
+    #: a member key that can sign a valid envelope (an anchor)
+    signer: SigningKey
 
 
 def _register(node: Node, by: SigningKey, member: str, org: str, role: str, key: SigningKey) -> None:
@@ -128,20 +132,26 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
                 for method in sorted(getattr(route, "methods", None) or ())
                 if method != "HEAD"
             ]
-            yield Matrix(server.url, tokens, receipt.tx_id, routes)
+            yield Matrix(server.url, tokens, receipt.tx_id, routes, node, keys.demo_admin)
     finally:
         node.close()
 
 
-def _request(m: Matrix, method: str, template: str, role: str) -> httpx.Response:
+def _request(
+    m: Matrix, method: str, template: str, role: str, *, authorization: str | None = None, content: bytes = b"{}"
+) -> httpx.Response:
+    """``role``'s request to the route (``authorization``, if given, is sent as that header instead)."""
     path = (
         template.replace("{tx_id}", m.tx_id)
         .replace("{height}", "1")
         .replace("{rx_id}", "rx-unknown")
         .replace("{type}", "Patient")
         .replace("{id}", "unknown")
+        .replace("{name}", "swagger-ui.css")
     )
     headers = {} if role == U else {"authorization": f"Bearer {m.tokens[role]}"}
+    if authorization is not None:
+        headers = {"authorization": authorization}
     params = {"first": "1"} if template == "/v1/proofs/consistency" else None
     with httpx.Client(base_url=m.url, timeout=30, headers=headers) as http:
         if template == "/v1/stream":
@@ -151,7 +161,7 @@ def _request(m: Matrix, method: str, template: str, role: str) -> httpx.Response
                 return response
         if method == "POST":
             content_type = "application/fhir+json" if template.startswith("/fhir") else "application/json"
-            return http.post(path, content=b"{}", headers={"content-type": content_type})
+            return http.post(path, content=content, headers={"content-type": content_type})
         return http.get(path, params=params)
 
 
@@ -182,24 +192,58 @@ def test_the_role_matrix(matrix: Matrix, role: str) -> None:
     assert wrong == [], f"{role}: routes answering against the matrix"
 
 
+def _valid_bodies(m: Matrix) -> dict[tuple[str, str], bytes]:
+    """Bodies the public could send and that would be written: a credential that fails must stop them."""
+    wire = envelope.build(m.signer, "anchor.record", {"label": "doc", "sha256": os.urandom(32).hex()}).to_wire()
+    return {
+        ("POST", "/v1/transactions"): json.dumps(wire).encode(),
+        ("POST", "/v1/public/complaints"): json.dumps({"about": "north", "category": "billing"}).encode(),
+        ("POST", "/v1/public/adverse-events"): json.dumps(
+            {"category": "medication-error", "seriousness": "non-serious", "occurred_at": format_ms(now_ms() - 60_000)}
+        ).encode(),
+    }
+
+
 @pytest.mark.parametrize(
     ("header", "code"),
     [
         pytest.param("Basic dXNlcjpwYXNz", "bad-credentials", id="not-bearer"),
         pytest.param("Bearer", "bad-credentials", id="empty-token"),
+        pytest.param("", "bad-credentials", id="empty-header"),
         pytest.param("Bearer mlt_not-a-credential", "bad-credentials", id="unknown-token"),
     ],
 )
-def test_a_bad_credential_is_401_even_on_public_routes(matrix: Matrix, header: str, code: str) -> None:
-    """A client that sends a credential means to be someone: silently treating it as public would hide its bug."""
-    for path in ("/v1/alerts", "/v1/tree-head"):
-        response = httpx.get(matrix.url + path, headers={"authorization": header}, timeout=30)
-        if path == "/v1/tree-head":
-            # public routes do not resolve the caller at all: nothing to refuse
-            assert response.status_code == 200
-            continue
-        assert response.status_code == 401 and response.headers["content-type"] == PROBLEM
-        assert response.json()["code"] == code
+def test_a_bad_credential_is_401_on_every_route_and_writes_nothing(matrix: Matrix, header: str, code: str) -> None:
+    """A client that sends a credential means to be someone: serving it as the public would hide its bug (and
+    file its complaint anonymously). Public routes, /healthz, /metrics, /docs and FHIR alike refuse it."""
+    bodies = _valid_bodies(matrix)
+    size = matrix.node.frontier.size
+    wrong: list[str] = []
+    for method, template in sorted(EXPECTED):
+        response = _request(
+            matrix, method, template, U, authorization=header, content=bodies.get((method, template), b"{}")
+        )
+        if response.status_code != 401 or not response.headers.get("www-authenticate", "").startswith("Bearer"):
+            wrong.append(f"{method} {template}: {response.status_code} {response.text[:120]}")
+        elif template.startswith("/fhir"):
+            assert response.json()["issue"][0]["code"] == "login", template
+        else:
+            assert response.headers["content-type"] == PROBLEM and response.json()["code"] == code, template
+    assert wrong == [], "routes that did not refuse a bad credential"
+    assert matrix.node.frontier.size == size, "a request with a bad credential wrote to the ledger"
+    # the same bodies without any credential are the public's and are written: the refusal above was the token's
+    for route, content in _valid_bodies(matrix).items():
+        assert _request(matrix, *route, U, content=content).status_code in (200, 201), route
+    assert matrix.node.frontier.size == size + len(bodies)
+
+
+def test_two_authorization_headers_are_refused(matrix: Matrix) -> None:
+    """A proxy reading the first header and the node reading the last would disagree on who is calling."""
+    good = f"Bearer {matrix.tokens[R]}"
+    response = httpx.get(
+        matrix.url + "/v1/tree-head", headers=[("authorization", good), ("authorization", good)], timeout=30
+    )
+    assert response.status_code == 401 and response.json()["code"] == "bad-credentials"
 
 
 def test_revoking_the_member_on_the_ledger_ends_its_credential(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import os
 from urllib.parse import quote
 
 import pytest
-from api_support import PROBLEM, ApiLedger, anchor, assert_problem, body
+from api_support import PROBLEM, ApiLedger, anchor, assert_guarded, assert_problem, body
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -161,3 +161,58 @@ def test_an_unexpected_failure_is_a_500_problem(api: ApiLedger, monkeypatch: pyt
         r = client.get("/v1/tree-head")
     problem = assert_problem(r, 500, "internal-error")
     assert "disk on fire" not in problem["detail"]  # internals stay in the log
+    assert_guarded(r, "a 500")  # even the last-resort answer is neither sniffed nor cached
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "unknown"),
+    [
+        ("GET", "/v1/alerts?rules=RX-LIMITS", "rules"),  # a misspelt filter used to return every alert
+        ("GET", "/v1/alerts?rule=RX-LIMITS&limt=5", "limt"),
+        ("GET", "/v1/tree-head?verbose=1", "verbose"),
+        ("GET", "/v1/institutions?kind=clinic&page=2", "page"),
+        ("GET", "/v1/public/institutions?status=active", "status"),  # a member-only filter, not public
+        ("GET", "/healthz?x=1", "x"),
+        ("GET", "/v1/transactions/{tx}?format=json", "format"),
+        ("POST", "/v1/transactions?dry_run=1", "dry_run"),
+        ("POST", "/v1/public/complaints?anonymous=false", "anonymous"),
+    ],
+)
+def test_an_unknown_query_parameter_is_a_400_naming_it(
+    api: ApiLedger, known: dict[str, int | str], method: str, url: str, unknown: str
+) -> None:
+    before = api.snapshot()
+    content = body({"about": "demo-hospital", "category": "billing"}) if "complaints" in url else body([])
+    r = api.http.request(
+        method, url.format(tx=known["tx_id"]), content=content if method == "POST" else None,
+        headers={"content-type": "application/json"} if method == "POST" else None,
+    )
+    problem = assert_problem(r, 400, "unknown-parameter")
+    assert repr(unknown) in problem["detail"] and [p["name"] for p in problem["invalid_params"]] == [unknown]
+    assert api.snapshot() == before
+
+
+def test_documented_parameters_are_still_accepted(api: ApiLedger, known: dict[str, int | str]) -> None:
+    for url in (
+        "/v1/alerts?rule=RX-LIMITS&limit=5",
+        f"/v1/proofs/inclusion/{known['tx_id']}?tree_size={known['size']}",
+        "/v1/public/institutions?kind=internet-hospital&limit=2",
+        "/fhir/metadata?_format=json",
+    ):
+        assert api.http.get(url).status_code == 200, url
+
+
+def test_an_unknown_rule_id_is_a_400_listing_the_rulebook(api: ApiLedger) -> None:
+    """An unknown rule used to answer an empty list, indistinguishable from 'no violations'."""
+    problem = assert_problem(api.http.get("/v1/alerts", params={"rule": "RX-LIMIT"}), 400, "unknown-rule")
+    assert "'RX-LIMIT'" in problem["detail"] and "RX-LIMITS" in problem["detail"]
+
+
+def test_unknown_fhir_parameters_are_an_outcome_400_unless_lenient(api: ApiLedger) -> None:
+    """FHIR's strict handling on every FHIR read route; `Prefer: handling=lenient` has them ignored."""
+    for url in ("/fhir/metadata?mode=full", "/fhir/Patient/unknown?_elements=id"):
+        r = api.http.get(url)
+        assert r.status_code == 400 and r.headers["content-type"].startswith("application/fhir+json"), url
+        outcome = r.json()
+        assert outcome["resourceType"] == "OperationOutcome" and "handling=lenient" in outcome["issue"][0]["diagnostics"]
+    assert api.http.get("/fhir/metadata?mode=full", headers={"prefer": "handling=lenient"}).status_code == 200

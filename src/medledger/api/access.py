@@ -16,14 +16,18 @@ hand, so a change here that nobody meant fails a test.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from medledger.errors import AccessError
+from medledger.api import problems
+from medledger.api.fhir.outcome import is_fhir_path
+from medledger.errors import AccessError, MedledgerError
 from medledger.ledger.identity import ADMIN, AUDITOR, NODE, REGULATOR
 from medledger.ledger.keys import SigningKey
 from medledger.node.credentials import Credentials
@@ -137,7 +141,8 @@ class Access:
         self.get_state = get_state
 
     def caller(self, authorization: str | None) -> Caller:
-        if not authorization:
+        """Who sent ``authorization`` (None: no header, the public); a header that is sent must be valid."""
+        if authorization is None:
             return PUBLIC
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
@@ -171,9 +176,9 @@ class Access:
                 raise AccessError(f"the credential's signing key is {record.get('status')} on the ledger")
         return Caller(role, credential.member, org if isinstance(org, str) else None, key)
 
-    def check(self, permission: str, authorization: str | None) -> Caller:
-        """The caller, if ``permission`` allows their role; 401 (no or bad credential) or 403 otherwise."""
-        caller = self.caller(authorization)
+    @staticmethod
+    def check(permission: str, caller: Caller) -> Caller:
+        """The caller, if ``permission`` allows their role; 401 (no credential) or 403 otherwise."""
         if caller.role not in POLICY[permission]:
             if caller.role == ROLE_PUBLIC:
                 raise _unauthorised(
@@ -183,19 +188,62 @@ class Access:
         return caller
 
 
-def requires(permission: str) -> Callable[..., Caller]:
-    """A FastAPI dependency resolving the caller through the app's :class:`Access` (``app.state.access``).
+#: where :class:`Authenticate` leaves the resolved caller in the ASGI scope
+CALLER_SCOPE_KEY = "medledger.caller"
 
-    Module-level so route signatures can name it in annotations; the per-app state comes from the request.
+
+class Authenticate:
+    """ASGI middleware resolving every HTTP request's credential once, before routing.
+
+    It runs for every request, whatever route (public ones, ``/healthz``, ``/metrics``,
+    ``/docs``, FHIR, unknown paths) it is for, so "a request that carries an
+    Authorization header must carry a valid credential" holds in one place:
+    a client that sends a credential means to be someone, and serving it as the
+    public would hide its bug (and file a complaint anonymously that it meant
+    to sign). Requests without the header are the public; routes then decide
+    with :func:`requires` what the caller may do.
+    """
+
+    def __init__(self, app: ASGIApp, access: Access, hook: problems.ProblemHook | None = None) -> None:
+        self.app = app
+        self.access = access
+        self.hook = hook
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = [value for name, value in scope["headers"] if name == b"authorization"]
+        try:
+            if len(given) > 1:
+                raise _unauthorised("send one Authorization header, not several", "bad-credentials")
+            caller = (
+                # the lookup reads ledger state (SQLite): off the event loop
+                await anyio.to_thread.run_sync(self.access.caller, given[0].decode("latin-1"))
+                if given
+                else PUBLIC
+            )
+        except MedledgerError as exc:
+            response = problems.error_response(exc, fhir=is_fhir_path(scope["path"]), hook=self.hook)
+            await response(scope, receive, send)
+            return
+        scope[CALLER_SCOPE_KEY] = caller
+        await self.app(scope, receive, send)
+
+
+def requires(permission: str) -> Callable[..., Awaitable[Caller]]:
+    """A FastAPI dependency: the caller :class:`Authenticate` resolved, if ``permission`` admits them.
+
+    Module-level so route signatures can name it in annotations.
     """
     if permission not in POLICY:
         raise KeyError(f"no permission {permission!r} in access.POLICY")
 
-    def dependency(
+    async def dependency(
         request: Request, _documented: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
     ) -> Caller:
-        access: Access = request.app.state.access
-        return access.check(permission, request.headers.get("authorization"))
+        caller: Caller = request.scope[CALLER_SCOPE_KEY]
+        return Access.check(permission, caller)
 
     return dependency
 

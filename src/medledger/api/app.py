@@ -31,16 +31,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from medledger.api import problems
-from medledger.api.access import ROLE_INSURER, Access, Caller, requires
+from medledger.api.access import ROLE_INSURER, Access, Authenticate, Caller, requires
+from medledger.api.docs_ui import install_docs
 from medledger.api.fhir import reads as fhir_reads
 from medledger.api.fhir import writes as fhir_writes
 from medledger.api.fhir.outcome import is_fhir_path
 from medledger.api.fhir.routes import install_fhir
+from medledger.api.headers import SecurityHeaders
 from medledger.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from medledger.api.metrics import Metrics
+from medledger.api.params import refuse_unknown_query
 from medledger.api.public import install_public_desk
 from medledger.api.stream import install_stream
 from medledger.contracts import queries
+from medledger.contracts.catalogue import RULES_BY_ID
 from medledger.errors import AccessError, EncodingError, MedledgerError, NotFoundError, StoreError, VerificationError
 from medledger.ledger import envelope, proofs
 from medledger.ledger.block import BlockHeader, TreeHead
@@ -479,12 +483,21 @@ def create_app(
         description="Tamper-evident supervision ledger for Internet hospitals. Every error is "
         "application/problem+json with a stable `code`.",
         responses={"4XX": problems.PROBLEM_RESPONSE, "5XX": problems.PROBLEM_RESPONSE},
+        # served from the package (docs_ui), not from a CDN
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(refuse_unknown_query())],
     )
     app.state.node = node
     app.state.access = access
     app.state.metrics = metrics
     app.openapi = _custom_openapi(app)  # type: ignore[method-assign]
     problems.install(app, metrics.refused)
+    app.add_middleware(Authenticate, access=access, hook=metrics.refused)
+    # outside even Starlette's last-resort error middleware, so every response gets the headers
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: SecurityHeaders(build_stack())  # type: ignore[method-assign]
+    install_docs(app)
 
     def ingest(body: bytes) -> tuple[bool, int, Future[list[Receipt]], float]:
         """Decode, check and admit in one worker-thread hop (parsing megabytes must not stall the loop)."""
@@ -599,6 +612,12 @@ def create_app(
         before: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}-[0-9]{1,9}$", description="alert id cursor")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Response:
+        if rule is not None and rule not in RULES_BY_ID:
+            raise MedledgerError(
+                f"there is no rule {rule!r} in the rulebook; rule ids are " + ", ".join(sorted(RULES_BY_ID)),
+                code="unknown-rule",
+                status=400,
+            )
         rule, institution = _alert_scope(caller, rule, institution)
         cursor = None
         if before is not None:

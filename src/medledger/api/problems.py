@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from medledger.api.fhir import outcome
@@ -154,6 +155,14 @@ def problem_response(
     )
 
 
+def error_response(exc: MedledgerError, *, fhir: bool, hook: ProblemHook | None = None) -> Response:
+    """A refusal raised as a :class:`MedledgerError`, as the client sees it (handlers and middleware alike)."""
+    # RFC 9110 §11.6.1: a 401 names the scheme that would succeed
+    challenge = isinstance(exc, AccessError) and exc.status == 401
+    headers = {"WWW-Authenticate": 'Bearer realm="medledger"'} if challenge else None
+    return problem_response(exc.to_problem(), headers=headers, hook=hook, fhir=fhir)
+
+
 def _param_name(loc: tuple[Any, ...]) -> tuple[str, str]:
     where = str(loc[0]) if loc else "request"
     name = ".".join(str(part) for part in loc[1:]) or where
@@ -256,10 +265,7 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
         assert isinstance(exc, MedledgerError)
         if isinstance(exc, OperatorError):
             operator_log.report(exc)
-        # RFC 9110 §11.6.1: a 401 names the scheme that would succeed
-        challenge = isinstance(exc, AccessError) and exc.status == 401
-        headers = {"WWW-Authenticate": 'Bearer realm="medledger"'} if challenge else None
-        return problem_response(exc.to_problem(), headers=headers, hook=hook, fhir=_fhir(request))
+        return error_response(exc, fhir=_fhir(request), hook=hook)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -275,6 +281,13 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
         fault = _storage_fault(exc)
         operator_log.report(fault, exc_info=exc)
         return problem_response(fault.to_problem(), hook=hook, fhir=_fhir(request))
+
+    async def on_gone(request: Request, exc: Exception) -> Response:
+        # The client hung up, or was cut off on a deadline (api/connections.py), before its body arrived:
+        # nothing was acted on, nobody is left to read an answer, and it is no fault of ours to log loudly.
+        log.info("client left before its request body arrived: %s %s", request.method, request.url.path)
+        body = problem_body(400, "client-disconnected", "the connection closed before the request body arrived")
+        return problem_response(body, hook=hook, fhir=_fhir(request))
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Logged with the traceback here; the client learns only that it was our fault.
@@ -292,4 +305,5 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(OSError, on_storage)
     app.add_exception_handler(sqlite3.Error, on_storage)
+    app.add_exception_handler(ClientDisconnect, on_gone)
     app.add_exception_handler(Exception, on_unexpected)

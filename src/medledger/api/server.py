@@ -25,6 +25,7 @@ import uvicorn
 
 from medledger._serving import listen_socket
 from medledger.api.app import create_app
+from medledger.api.connections import uvicorn_config
 from medledger.node.node import Node, NodeConfig
 
 #: Seconds uvicorn waits for in-flight requests after a shutdown signal before cancelling them.
@@ -101,7 +102,7 @@ def serve(
         sock.close()
         raise
     try:
-        config = uvicorn.Config(
+        config = uvicorn_config(
             create_app(node),
             workers=1,
             lifespan="off",

@@ -169,6 +169,14 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
     return param
 
 
+def _format_parameter() -> dict[str, Any]:
+    """``_format``, which every read interaction honours (``negotiate``); documented so it is accepted."""
+    return _query(
+        "_format", "overrides Accept; this server answers FHIR JSON only (XML formats are a 406)",
+        {"enum": sorted(JSON_FORMATS)},
+    )
+
+
 def _search_parameters() -> list[dict[str, Any]]:
     """The query parameters ``parse_search`` applies, documented; it validates them itself (unknown ones are
     a 400 OperationOutcome unless ``Prefer: handling=lenient``), so FastAPI never sees them."""
@@ -198,11 +206,7 @@ def _search_parameters() -> list[dict[str, Any]]:
         )
     params += [
         _query("_cursor", "page cursor: copy it from the `next` link of the previous page", {"type": "string"}),
-        _query(
-            "_format",
-            "overrides Accept; this server answers FHIR JSON only (XML formats are a 406)",
-            {"enum": sorted(JSON_FORMATS)},
-        ),
+        _format_parameter(),
         _query(
             "_total", "totals are always exact, whatever is asked", {"enum": sorted(CONTROL_PARAMS["_total"] or ())}
         ),
@@ -276,7 +280,8 @@ def _known_type(resource_type: str) -> None:
         )
 
 
-def _lenient(request: Request) -> bool:
+def prefers_lenient(request: Request) -> bool:
+    """Whether the request asks (FHIR `Prefer: handling=lenient`) to have unknown parameters ignored."""
     prefer = request.headers.get("prefer", "")
     return any(p.strip().lower() == "handling=lenient" for p in prefer.split(","))
 
@@ -362,7 +367,7 @@ class _Search:
 
 def parse_search(resource_type: str, request: Request, org: str | None) -> _Search:
     supported = search_params(resource_type)
-    lenient = _lenient(request)
+    lenient = prefers_lenient(request)
     unknown: list[str] = []
     values: dict[str, set[str] | None] = {"_id": None, "patient": None, "practitioner": None}
     updated: list[tuple[str, int]] = []
@@ -475,6 +480,7 @@ def install_reads(app: FastAPI, node: Node) -> None:
         tags=["fhir"],
         response_class=Response,
         responses={200: _fhir_json("an R4 CapabilityStatement", "CapabilityStatement")},
+        openapi_extra={"parameters": [_format_parameter()]},
     )
     def fhir_metadata(request: Request, _: Annotated[Caller, Depends(requires("fhir.metadata"))]) -> Response:
         negotiate(request)
@@ -487,6 +493,7 @@ def install_reads(app: FastAPI, node: Node) -> None:
         tags=["fhir"],
         response_class=Response,
         responses={200: _fhir_json("the resource's latest version", "FhirResource")},
+        openapi_extra={"parameters": [_format_parameter()]},
     )
     def fhir_read(
         request: Request,
