@@ -354,11 +354,12 @@ COMPLAINT_SLA = Rule(
     ("soft",),
     "The regulator answers a public complaint within the deadline.",
     ("SC-2022-PET",),
-    (EVERY_BLOCK, "complaint.answer"),
+    (EVERY_BLOCK,),
     ("complaints/open", "complaint/<id>"),
     ("complaint_sla_d",),
     detail="Checked at the start of every block against the block time, so an unanswered complaint raises its "
-    "alert even if nothing else happens.",
+    "alert even if nothing else happens. An answer (`complaint.answer`) takes the complaint off the queue; the "
+    "answer itself is not judged.",
 )
 
 APP_APPROVED = Rule(
