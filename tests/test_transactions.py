@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import typing
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from medledger.contracts.types import registry
 from medledger.errors import EncodingError, MedledgerError, NotFoundError
 from medledger.ledger.keys import SigningKey
 from medledger.transactions import PAYLOAD_MODELS, TxBuilder, method_name
-from tx_province import CLINIC_DOCTOR_LICENCE, Province, build_province, key_for, prescription_chain
+from tx_province import Province, build_province, every_other_type, prescription_chain
 
 TYPES = sorted(set(registry().types) - {"genesis"})
 P = "ab" * 32  # a pseudonym / digest
@@ -268,37 +267,10 @@ def test_a_whole_prescription_chain_built_by_the_builders_is_accepted(province: 
 
 def test_every_builder_is_accepted_by_a_real_node(province: Province) -> None:
     """The province and the chain covered the clinical types; the rest, in an order the rules accept."""
-    p, w = province, province.w
+    p = province
     if not any(t == "claim.submit" for t, _, _ in p.log):
         prescription_chain(p, "chain-b")
-    reg, admin, doctor = p.signer("regulator"), p.signer("hosp/admin"), p.signer("hosp/dr-li")
-    p.ok(reg.anchor_record(label="export/2026-03", sha256=hashlib.sha256(b"export").hexdigest()))
-    p.ok(p.signer("hosp/gw").complaint_file(complaint_id="k-1", about="hosp", category="billing", filed_at=p.now()))
-    p.ok(reg.complaint_answer(complaint_id="k-1", resolution="mediated"))
-    p.ok(
-        doctor.report_adverse_event(
-            report_id="ae-1",
-            category="adverse-drug-reaction",
-            seriousness="serious",
-            org="hosp",
-            occurred_at=w.t(-3_600_000),
-            anonymous=False,
-        )
-    )
-    p.ok(
-        admin.report_data_leak(
-            incident_id="leak-1", detected_at=w.t(-3_600_000), records_affected=3, category="insider"
-        )
-    )
-    p.ok(reg.practitioner_suspend(licence_no=CLINIC_DOCTOR_LICENCE, reason="investigation"))
-    p.ok(reg.practitioner_reinstate(licence_no=CLINIC_DOCTOR_LICENCE))
-    p.ok(reg.practitioner_revoke(licence_no=CLINIC_DOCTOR_LICENCE, reason="misconduct"))
-    p.ok(reg.institution_suspend(org="clinic", reason="inspection"))
-    p.ok(reg.institution_reinstate(org="clinic"))
-    p.ok(reg.institution_revoke(org="clinic", reason="voluntary"))
-    new_key = key_for("hosp/dr-li#2")
-    p.ok(doctor.member_rotate(member="hosp/dr-li", new_key=new_key.key_id))
-    p.ok(admin.member_revoke(member="hosp/gw", reason="left-organisation"))
+    every_other_type(p)
     accepted = {t for t, _, r in p.log if r.status == "ACCEPTED"}
     assert accepted == set(TYPES), f"never accepted: {sorted(set(TYPES) - accepted)}"
 

@@ -195,3 +195,37 @@ def prescription_chain(p: Province, name: str) -> dict[str, Receipt]:
         )
     )
     return done
+
+
+def every_other_type(p: Province) -> None:
+    """One accepted transaction of each type the province and the chain do not submit, in an order the
+    rules accept (run after :func:`prescription_chain`)."""
+    w = p.w
+    reg, admin, doctor = p.signer("regulator"), p.signer("hosp/admin"), p.signer("hosp/dr-li")
+    p.ok(reg.anchor_record(label="export/2026-03", sha256=hashlib.sha256(b"export").hexdigest()))
+    p.ok(p.signer("hosp/gw").complaint_file(complaint_id="k-1", about="hosp", category="billing", filed_at=p.now()))
+    p.ok(reg.complaint_answer(complaint_id="k-1", resolution="mediated"))
+    p.ok(
+        doctor.report_adverse_event(
+            report_id="ae-1",
+            category="adverse-drug-reaction",
+            seriousness="serious",
+            org="hosp",
+            occurred_at=w.t(-3_600_000),
+            anonymous=False,
+        )
+    )
+    p.ok(
+        admin.report_data_leak(
+            incident_id="leak-1", detected_at=w.t(-3_600_000), records_affected=3, category="insider"
+        )
+    )
+    p.ok(reg.practitioner_suspend(licence_no=CLINIC_DOCTOR_LICENCE, reason="investigation"))
+    p.ok(reg.practitioner_reinstate(licence_no=CLINIC_DOCTOR_LICENCE))
+    p.ok(reg.practitioner_revoke(licence_no=CLINIC_DOCTOR_LICENCE, reason="misconduct"))
+    p.ok(reg.institution_suspend(org="clinic", reason="inspection"))
+    p.ok(reg.institution_reinstate(org="clinic"))
+    p.ok(reg.institution_revoke(org="clinic", reason="voluntary"))
+    new_key = key_for("hosp/dr-li#2")
+    p.ok(doctor.member_rotate(member="hosp/dr-li", new_key=new_key.key_id))
+    p.ok(admin.member_revoke(member="hosp/gw", reason="left-organisation"))

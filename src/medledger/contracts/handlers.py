@@ -16,8 +16,8 @@ from typing import Any
 
 from medledger.contracts import formulary, rules
 from medledger.contracts import models as m
-from medledger.contracts.catalogue import PARAMS_BY_NAME
-from medledger.contracts.judge import Judge, refused
+from medledger.contracts.catalogue import COMPLAINT_SLA, PARAMS_BY_NAME
+from medledger.contracts.judge import WATCHERS, Judge, notify, refused
 from medledger.contracts.world import (
     DAY_MS,
     HOUR_MS,
@@ -56,6 +56,9 @@ def handler(func: Callable[[TxContext, Judge], None]) -> Handler:
             func(ctx, judge)
         except _Refusal as refusal:
             return refusal.outcome
+        finally:
+            if WATCHERS:
+                notify(ctx.envelope.type, judge.evaluated)
         return judge.outcome()
 
     run.__name__ = func.__name__
@@ -703,9 +706,9 @@ def report_adverse_event(ctx: TxContext, j: Judge) -> None:
     )
 
 
-@rules.enforces("COMPLAINT-SLA")
+@rules.every_block(COMPLAINT_SLA)
 def complaint_deadlines(state: BlockState, height: int, block_ms: int) -> list[Mapping[str, Any]]:
-    """COMPLAINT-SLA, at the start of every block: each complaint past its deadline raises one alert."""
+    """At the start of every block: each complaint past its deadline raises one alert."""
     queue = state.get(OPEN_COMPLAINTS)
     if not queue or queue[0][0] >= block_ms:
         return []
@@ -719,8 +722,6 @@ def complaint_deadlines(state: BlockState, height: int, block_ms: int) -> list[M
         put(state, {**complaint, "overdue": height}, "complaint", complaint_id)
         alerts.append(
             {
-                "rule": "COMPLAINT-SLA",
-                "severity": "soft",
                 "rulebook": version,
                 "why": f"complaint {complaint_id!r} about {complaint['about']!r} unanswered past {format_ms(due)}",
                 "institution": complaint["about"],

@@ -9,14 +9,25 @@ change), soft ones make it ACCEPTED_WITH_ALERTS.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from medledger.contracts.catalogue import RULES_BY_ID, severity_of
+from medledger.contracts.catalogue import Rule
 from medledger.ledger.txtypes import ACCEPTED, ACCEPTED_WITH_ALERTS, REJECTED, Outcome, TxContext
 
 _OK_BY_VERSION: dict[int, Outcome] = {}
+
+#: Called with a transaction type (or ``catalogue.EVERY_BLOCK``) and the rules its execution evaluated.
+#: Empty in production (one truth test per transaction); a test appends a watcher to prove that the
+#: catalogue's ``applies_to`` is what the handlers actually run.
+WATCHERS: list[Callable[[str, Sequence[Rule]], None]] = []
+
+
+def notify(tx_type: str, evaluated: Sequence[Rule]) -> None:
+    """Tell every watcher which rules one execution of ``tx_type`` evaluated."""
+    for watcher in WATCHERS:
+        watcher(tx_type, evaluated)
 
 
 def accepted(version: int) -> Outcome:
@@ -44,10 +55,12 @@ class Judge:
     institution: str | None = None
     practitioner: str | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: every rule evaluated so far, passed or failed, in order: a bound check appends its rule on entry
+    #: (see ``rules.check``), so the last one is the rule a :meth:`fail` reports
+    evaluated: list[Rule] = field(default_factory=list)
 
     def fail(
         self,
-        rule: str,
         why: str,
         *,
         hard: bool | None = None,
@@ -56,8 +69,9 @@ class Judge:
         institution: str | None = None,
         practitioner: str | None = None,
     ) -> None:
-        assert rule in RULES_BY_ID, rule
-        alert: dict[str, Any] = {"rule": rule, "severity": severity_of(rule, hard), "why": why}
+        """Record one violation of the rule whose check is running (only a bound check may call this)."""
+        rule = self.evaluated[-1]
+        alert: dict[str, Any] = {"rule": rule.id, "severity": rule.severity(hard), "why": why}
         inst = institution or self.institution
         prac = practitioner or self.practitioner
         if inst:
