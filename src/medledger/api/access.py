@@ -204,10 +204,17 @@ class Authenticate:
     with :func:`requires` what the caller may do.
     """
 
-    def __init__(self, app: ASGIApp, access: Access, hook: problems.ProblemHook | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        access: Access,
+        hook: problems.ProblemHook | None = None,
+        operator_log: problems.OperatorLog | None = None,
+    ) -> None:
         self.app = app
         self.access = access
         self.hook = hook
+        self.operator_log = operator_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -224,7 +231,9 @@ class Authenticate:
                 else PUBLIC
             )
         except MedledgerError as exc:
-            response = problems.error_response(exc, fhir=is_fhir_path(scope["path"]), hook=self.hook)
+            response = problems.error_response(
+                exc, fhir=is_fhir_path(scope["path"]), hook=self.hook, operator_log=self.operator_log
+            )
             await response(scope, receive, send)
             return
         scope[CALLER_SCOPE_KEY] = caller

@@ -492,8 +492,8 @@ def create_app(
     app.state.access = access
     app.state.metrics = metrics
     app.openapi = _custom_openapi(app)  # type: ignore[method-assign]
-    problems.install(app, metrics.refused)
-    app.add_middleware(Authenticate, access=access, hook=metrics.refused)
+    operator_log = problems.install(app, metrics.refused)
+    app.add_middleware(Authenticate, access=access, hook=metrics.refused, operator_log=operator_log)
     # outside even Starlette's last-resort error middleware, so every response gets the headers
     build_stack = app.build_middleware_stack
     app.build_middleware_stack = lambda: SecurityHeaders(build_stack())  # type: ignore[method-assign]

@@ -155,8 +155,16 @@ def problem_response(
     )
 
 
-def error_response(exc: MedledgerError, *, fhir: bool, hook: ProblemHook | None = None) -> Response:
-    """A refusal raised as a :class:`MedledgerError`, as the client sees it (handlers and middleware alike)."""
+def error_response(
+    exc: MedledgerError, *, fhir: bool, hook: ProblemHook | None = None, operator_log: OperatorLog | None = None
+) -> Response:
+    """A refusal raised as a :class:`MedledgerError`, as the client sees it (handlers and middleware alike).
+
+    An operator fault's cause goes to ``operator_log`` here, so a fault met in middleware (a credentials file
+    that cannot be read while resolving a token) is logged exactly as one met in a route.
+    """
+    if operator_log is not None and isinstance(exc, OperatorError):
+        operator_log.report(exc)
     # RFC 9110 §11.6.1: a 401 names the scheme that would succeed
     challenge = isinstance(exc, AccessError) and exc.status == 401
     headers = {"WWW-Authenticate": 'Bearer realm="medledger"'} if challenge else None
@@ -253,19 +261,18 @@ def _fhir(request: Request) -> bool:
     return outcome.is_fhir_path(request.url.path)
 
 
-def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
+def install(app: FastAPI, hook: ProblemHook | None = None) -> OperatorLog:
     """Route every exception the app can raise to a problem+json answer.
 
     Operator faults (:class:`OperatorError`, and OS or SQLite errors nothing caught) are answered 503 with
-    their pathless sentence; their cause goes to the log through one :class:`OperatorLog` per app.
+    their pathless sentence; their cause goes to the log through one :class:`OperatorLog` per app, which is
+    returned so middleware outside these handlers reports to the same one.
     """
     operator_log = OperatorLog()
 
     async def on_medledger(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MedledgerError)
-        if isinstance(exc, OperatorError):
-            operator_log.report(exc)
-        return error_response(exc, fhir=_fhir(request), hook=hook)
+        return error_response(exc, fhir=_fhir(request), hook=hook, operator_log=operator_log)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -307,3 +314,4 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> None:
     app.add_exception_handler(sqlite3.Error, on_storage)
     app.add_exception_handler(ClientDisconnect, on_gone)
     app.add_exception_handler(Exception, on_unexpected)
+    return operator_log
