@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio.to_thread
-import orjson
 from fastapi import Depends, FastAPI, Path, Request
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
@@ -38,6 +37,7 @@ from medledger.api.fhir import mapping, outcome
 from medledger.api.fhir.pseudonyms import Pseudonymiser
 from medledger.errors import AccessError, EncodingError, MedledgerError
 from medledger.ledger import envelope
+from medledger.ledger.canonical import parse_document
 from medledger.ledger.receipt import Receipt
 from medledger.ledger.txtypes import REJECTED
 from medledger.node.node import Node
@@ -177,10 +177,9 @@ class _Item:
 
 
 def _json_body(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise EncodingError(f"the body is not valid JSON: {exc}", code="malformed", status=400) from None
+    """The shared bounded parser: nesting over MAX_DEPTH and duplicate keys are refused before any R4
+    model sees the value (the models recurse once per level)."""
+    return parse_document(body)
 
 
 def _require_media(request: Request) -> None:
@@ -568,9 +567,13 @@ def install_writes(
             )
         raw_entries = bundle.get("entry") or []
         if not isinstance(raw_entries, list) or len(raw_entries) > MAX_BUNDLE_ENTRIES:
-            raise EncodingError(
-                f"Bundle.entry must be a list of at most {MAX_BUNDLE_ENTRIES} entries", code="invalid", status=400
-            )
+            if isinstance(raw_entries, list):
+                raise EncodingError(
+                    f"Bundle.entry holds {len(raw_entries)} entries; a Bundle may hold at most {MAX_BUNDLE_ENTRIES} "
+                    "entries: split it",
+                    code="too-large", status=413,
+                )
+            raise EncodingError("Bundle.entry must be a list of entries", code="invalid", status=400)
         shell = {k: v for k, v in bundle.items() if k != "entry"}
         issues = validate_resource(shell, "Bundle")
         items: list[_Item] = []
