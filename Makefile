@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/proofs.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/fhir_facade.py
+	$(BIN)/python bench/fhir_load.py
 	$(BIN)/python bench/floor.py
 
 clean:

@@ -197,6 +197,37 @@ def oversized_envelope(api: ApiLedger) -> Request:
     return _json(body(sign_bytes(api.keys.demo_admin, canonical(obj))))
 
 
+def envelope_one_byte_over(api: ApiLedger) -> Request:
+    """65,537 bytes: its base64url still fits the wire item's length check, so the decoded size is judged."""
+    obj = envelope_obj(api.keys.demo_admin, "anchor.record", {"label": "x", "sha256": "00" * 32, "pad": ""})
+    pad = envelope.MAX_ENVELOPE_BYTES + 1 - len(canonical(obj))
+    obj["payload"]["pad"] = "p" * pad
+    raw = canonical(obj)
+    assert len(raw) == envelope.MAX_ENVELOPE_BYTES + 1
+    return _json(body(sign_bytes(api.keys.demo_admin, raw)))
+
+
+def _good_item(api: ApiLedger) -> dict[str, str]:
+    return anchor(api.keys.demo_admin).to_wire()
+
+
+def duplicate_key_in_item(api: ApiLedger) -> Request:
+    first, second = _good_item(api), _good_item(api)
+    # a reader keeping the first "envelope" sees another envelope than one keeping the last (orjson)
+    return _json(
+        b'{"envelope":"%s","signature":"%s","envelope":"%s"}'
+        % (first["envelope"].encode(), second["signature"].encode(), second["envelope"].encode())
+    )
+
+
+def duplicate_key_in_batch(api: ApiLedger) -> Request:
+    good, other = _good_item(api), _good_item(api)
+    item = b'{"signature":"%s","envelope":"%s","signature":"%s"}' % (
+        b"A" * 86, other["envelope"].encode(), other["signature"].encode()
+    )
+    return _json(b"[" + body(good) + b"," + item + b"]")
+
+
 def unknown_type(api: ApiLedger) -> Request:
     return _json(body(envelope.build(api.keys.demo_admin, "prescription.teleport", {"x": 1}).to_wire()))
 
@@ -255,7 +286,10 @@ CASES = {
     "clock-behind": Case(clock_behind, 422, "clock-skew"),
     "oversized-body": Case(oversized_body, 413, "too-large"),
     "oversized-batch": Case(oversized_batch, 400, "batch-too-large"),
-    "oversized-envelope": Case(oversized_envelope, 400, "too-large"),
+    "oversized-envelope": Case(oversized_envelope, 413, "too-large"),
+    "envelope-one-byte-over": Case(envelope_one_byte_over, 413, "too-large"),
+    "duplicate-key-in-item": Case(duplicate_key_in_item, 400, "duplicate-key"),
+    "duplicate-key-in-batch": Case(duplicate_key_in_batch, 400, "duplicate-key"),
     "unknown-type": Case(unknown_type, 400, "unknown-type"),
     "payload-fails-schema": Case(payload_fails_schema, 422, "invalid-payload"),
     "payload-missing-field": Case(payload_missing_field, 422, "invalid-payload"),
@@ -275,6 +309,13 @@ def test_refused_with_a_problem_and_nothing_written(api: ApiLedger, name: str) -
     problem = assert_problem(r, case.status, case.code)
     assert "errors" not in problem or all(e["code"] for e in problem["errors"])
     assert api.snapshot() == before, f"{name} changed the ledger"
+
+
+@pytest.mark.parametrize(("name", "key"), [("duplicate-key-in-item", "envelope"), ("duplicate-key-in-batch", "signature")])
+def test_a_duplicate_key_is_named(api: ApiLedger, name: str, key: str) -> None:
+    content_type, content = CASES[name].build(api)
+    problem = assert_problem(api.post(content, content_type), 400, "duplicate-key")
+    assert f"'{key}' appears twice" in problem["detail"], problem
 
 
 def test_one_bad_item_sinks_the_whole_batch(api: ApiLedger) -> None:

@@ -109,6 +109,15 @@ CANARY = "Zhang San 13800138000"
         ("/v1/public/complaints", b"{not json", 400, "malformed"),
         ("/v1/public/complaints", b"[1, 2]", 400, "malformed"),
         ("/v1/public/complaints", b"{}" + b" " * 5000, 413, "too-large"),
+        # a proxy reading the first "about" would log a complaint about another institution
+        ("/v1/public/complaints", b'{"about":"nowhere","category":"billing","about":"eastlake"}', 400, "duplicate-key"),
+        (
+            "/v1/public/adverse-events",
+            b'{"category":"fall","seriousness":"non-serious","occurred_at":"2026-01-01T00:00:00.000Z",'
+            b'"seriousness":"death"}',
+            400,
+            "duplicate-key",
+        ),
         (
             "/v1/public/adverse-events",
             {"category": "fall", "seriousness": "serious", "occurred_at": "2099-01-01T00:00:00.000Z"},

@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medledger.errors import EncodingError
-from medledger.ledger.canonical import MAX_SAFE_INT, b64d, b64e, canonical_bytes, parse_canonical, parse_json
+from medledger.ledger.canonical import (
+    MAX_DEPTH,
+    MAX_SAFE_INT,
+    b64d,
+    b64e,
+    canonical_bytes,
+    parse_canonical,
+    parse_document,
+    parse_json,
+)
 
 safe_ints = st.integers(min_value=-MAX_SAFE_INT, max_value=MAX_SAFE_INT)
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -81,3 +90,43 @@ def test_base64url_has_one_spelling() -> None:
             b64d(bad)
     with pytest.raises(EncodingError):
         b64d(b64e(bytes(31)), length=32)
+
+
+# -- duplicate keys and depth: every request body goes through parse_json / parse_document ------------------
+
+_texts = st.text(alphabet=st.sampled_from("ab:\\\"{}[], "), max_size=6)
+_objects = st.dictionaries(_texts, st.one_of(_texts, st.integers(-5, 5)), min_size=1, max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(obj=_objects, inner=_objects)
+def test_a_duplicate_key_is_refused_wherever_it_is_and_whatever_the_strings_hold(
+    obj: dict[str, Any], inner: dict[str, Any]
+) -> None:
+    import orjson
+
+    key = next(iter(inner))
+    outer = {k: v for k, v in obj.items() if k != "n"}
+    head = orjson.dumps(outer)[:-1] + (b"," if outer else b"")
+    nested = head + b'"n":[' + orjson.dumps(inner) + b"]}"
+    # the same key written twice inside the nested object (text with colons in strings takes the slow path)
+    doubled = head + b'"n":[{' + orjson.dumps(key) + b":0," + orjson.dumps(inner)[1:] + b"]}"
+    for parse in (parse_json, parse_document):
+        assert parse(nested) == {**outer, "n": [inner]}
+        with pytest.raises(EncodingError) as err:
+            parse(doubled)
+        assert err.value.code == "duplicate-key" and repr(key[:60]) in err.value.message
+
+
+@pytest.mark.parametrize("parse", [parse_json, parse_document])
+def test_nesting_is_bounded_before_anything_recurses(parse: Any) -> None:
+    assert parse(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) is not None
+    for depth in (MAX_DEPTH + 1, 5000):
+        with pytest.raises(EncodingError, match=f"nested more than {MAX_DEPTH} levels"):
+            parse(b'{"a":' * depth + b"1" + b"}" * depth)
+
+
+def test_a_document_may_hold_decimals_signed_data_may_not() -> None:
+    assert parse_document(b'{"value":2.5}') == {"value": 2.5}
+    with pytest.raises(EncodingError, match="not an integer"):
+        parse_json(b'{"value":2.5}')

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
+from pathlib import PurePath
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medledger.api.fhir import outcome
 from medledger.errors import AccessError, MedledgerError, OperatorError
@@ -261,6 +263,59 @@ def _fhir(request: Request) -> bool:
     return outcome.is_fhir_path(request.url.path)
 
 
+def _origin(exc: BaseException) -> str:
+    """``file:line`` of the innermost frame: where it failed, without walking or printing the traceback."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{PurePath(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+
+
+class _Contain:
+    """Answers any exception that escapes the app with a 500 problem and logs it as ONE line.
+
+    Starlette's own handler for ``Exception`` answers and then re-raises so that the server logs
+    the traceback: one hostile request (a RecursionError is ~265 KB of frames) could then write
+    hundreds of kilobytes to the log, and the connection was dropped. Here nothing is re-raised;
+    the log gets the exception type, where it was raised and the route (its template, so no
+    identifier in a path reaches the log). Reproduce with the request to see more.
+    """
+
+    def __init__(self, app: ASGIApp, hook: ProblemHook | None = None) -> None:
+        self.app = app
+        self.hook = hook
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # noqa: BLE001 - the point: nothing escapes to the server's traceback log
+            route = getattr(scope.get("route"), "path", None) or "(no route)"
+            log.error("unhandled %s at %s on %s %s", type(exc).__name__, _origin(exc), scope.get("method"), route)
+            if started:
+                return  # the answer is half sent: nothing else can be said; the server closes the connection
+            body = problem_body(
+                500,
+                "internal-error",
+                "the server failed while handling this request; it has been logged. If this was a submission, "
+                "look its tx_id up before resending",
+            )
+            response = problem_response(body, hook=self.hook, fhir=outcome.is_fhir_path(str(scope.get("path", ""))))
+            await response(scope, receive, send)
+
+
 def install(app: FastAPI, hook: ProblemHook | None = None) -> OperatorLog:
     """Route every exception the app can raise to a problem+json answer.
 
@@ -283,8 +338,8 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> OperatorLog:
         return problem_response(_http_problem(request, exc), headers=exc.headers, hook=hook, fhir=_fhir(request))
 
     async def on_storage(request: Request, exc: Exception) -> Response:
-        # its own handler, not a branch of on_unexpected: Starlette re-raises what the catch-all handles,
-        # and the server would log a traceback per request
+        # its own handler, not left to _Contain: an operator fault is a 503 with its cause logged once,
+        # not a 500 per request
         fault = _storage_fault(exc)
         operator_log.report(fault, exc_info=exc)
         return problem_response(fault.to_problem(), hook=hook, fhir=_fhir(request))
@@ -296,22 +351,11 @@ def install(app: FastAPI, hook: ProblemHook | None = None) -> OperatorLog:
         body = problem_body(400, "client-disconnected", "the connection closed before the request body arrived")
         return problem_response(body, hook=hook, fhir=_fhir(request))
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        # Logged with the traceback here; the client learns only that it was our fault.
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        body = problem_body(
-            500,
-            "internal-error",
-            "the server failed while handling this request; it has been logged. If this was a submission, "
-            "look its tx_id up before resending",
-        )
-        return problem_response(body, hook=hook, fhir=_fhir(request))
-
     app.add_exception_handler(MedledgerError, on_medledger)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(OSError, on_storage)
     app.add_exception_handler(sqlite3.Error, on_storage)
     app.add_exception_handler(ClientDisconnect, on_gone)
-    app.add_exception_handler(Exception, on_unexpected)
+    app.add_middleware(_Contain, hook=hook)
     return operator_log

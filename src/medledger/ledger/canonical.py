@@ -25,6 +25,7 @@ property test holds the fast path to the reference on generated values.
 from __future__ import annotations
 
 import binascii
+import json
 import re
 from typing import Any
 
@@ -48,39 +49,99 @@ def _refuse_float(text: str) -> Any:
     )
 
 
+#: Deepest JSON nesting any body may have. Real records nest a few levels (a FHIR resource about
+#: ten); the bound is enforced while parsing, before any model sees the value, because model
+#: validators (pydantic, fhir.resources) recurse once per level and would overflow the stack.
 MAX_DEPTH = 64
 
 
-def _check_value(value: Any, depth: int = 0) -> None:
-    """Refuse anything a JCS encoder cannot represent exactly (floats, unsafe ints),
-    and nesting deeper than any real record needs (a cheap denial-of-service)."""
+def _check_value(value: Any, depth: int = 0, strict: bool = True) -> int:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` (a cheap denial-of-service) and, when ``strict``
+    (signed data), anything a JCS encoder cannot represent exactly (floats, unsafe ints).
+
+    Returns how many object keys the value holds, for :func:`_refuse_duplicates`.
+    """
     kind = type(value)
     if kind is str or kind is bool or value is None:
-        return
+        return 0
     if kind is int:
-        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+        if strict and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
             raise EncodingError(
                 f"integer {value} is outside the I-JSON safe range ±(2**53-1)",
                 code="integer-out-of-range",
             )
-        return
+        return 0
     if kind is dict or kind is list or kind is tuple:
         if depth >= MAX_DEPTH:
             raise EncodingError(f"JSON is nested more than {MAX_DEPTH} levels deep", code="malformed")
+        keys = 0
         if kind is dict:
+            keys = len(value)
             for key, item in value.items():
                 if type(key) is not str:
                     raise EncodingError(f"object key {key!r} is not a string", code="malformed")
                 if type(item) is not str:
-                    _check_value(item, depth + 1)
+                    keys += _check_value(item, depth + 1, strict)
         else:
             for item in value:
                 if type(item) is not str:
-                    _check_value(item, depth + 1)
-        return
+                    keys += _check_value(item, depth + 1, strict)
+        return keys
     if kind is float:
+        if not strict:
+            return 0
         _refuse_float(repr(value))
     raise EncodingError(f"a {kind.__name__} cannot be signed data", code="malformed")
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def _refuse_duplicates(data: bytes | str, keys: int) -> None:
+    """Refuse an object holding one key twice, naming it.
+
+    orjson (like most parsers) keeps the last of two equal keys, another reader may keep the first:
+    a proxy or auditor would then see another request than the one the node acts on. The test is
+    exact and costs one C byte count in the common case: every key in the text is followed by one
+    ``:`` outside strings, so if the text holds no more colons than the parsed value holds keys,
+    no key was dropped. Only text with colons inside strings (URLs, times) pays for the second,
+    pair-preserving parse; it runs on input already known to be valid and at most MAX_DEPTH deep.
+    """
+    colons = data.count(b":") if isinstance(data, bytes) else data.count(":")
+    if colons <= keys:
+        return
+    try:
+        json.loads(data, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as dup:
+        shown = dup.key if len(dup.key) <= 60 else dup.key[:60] + "..."
+        raise EncodingError(
+            f"the JSON object key {shown!r} appears twice; duplicate keys are refused (readers disagree on "
+            "which one counts)",
+            code="duplicate-key",
+        ) from None
+
+
+def _load(data: bytes | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise EncodingError(f"JSON is nested more than {MAX_DEPTH} levels deep", code="malformed") from None
+        raise EncodingError(f"not valid JSON: {exc}", code="malformed") from None
 
 
 def _encode(value: Any) -> bytes:
@@ -109,18 +170,27 @@ def parsed_canonical_bytes(value: Any) -> bytes:
 
 
 def parse_json(data: bytes | str) -> Any:
-    """Parse JSON strictly: no floats, NaN, unsafe integers or invalid Unicode; any spacing."""
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise EncodingError(f"not valid JSON: {exc}", code="malformed") from exc
-    _check_value(value)
+    """Parse a request body strictly, as signed data: no floats, NaN, unsafe integers, invalid Unicode,
+    duplicate keys or nesting deeper than MAX_DEPTH; any spacing."""
+    value = _load(data)
+    _refuse_duplicates(data, _check_value(value))
+    return value
+
+
+def parse_document(data: bytes | str) -> Any:
+    """Parse a body that is not signed data (a FHIR resource): numbers as JSON has them, but the
+    same refusals of duplicate keys and of nesting deeper than MAX_DEPTH as :func:`parse_json`."""
+    value = _load(data)
+    _refuse_duplicates(data, _check_value(value, 0, False))
     return value
 
 
 def parse_canonical(data: bytes) -> Any:
     """Parse bytes that must already be the canonical encoding of their value."""
-    value = parse_json(data)
+    # no duplicate-key pass: a value re-encodes to bytes without the dropped key, so the
+    # comparison below refuses duplicates exactly
+    value = _load(data)
+    _check_value(value)
     if _encode(value) != data:
         raise EncodingError(
             "bytes are not RFC 8785 canonical JSON (key order, spacing, escapes or duplicate keys "

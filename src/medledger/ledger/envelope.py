@@ -166,7 +166,10 @@ def _checked(env: SignedEnvelope, check_signature: bool) -> SignedEnvelope:
 def _from_parts(body: bytes, signature: bytes, *, check_signature: bool = True) -> SignedEnvelope:
     """The reference decoder: every check in Python, with the exact reason for each refusal."""
     if len(body) > MAX_ENVELOPE_BYTES:
-        raise EncodingError(f"envelope is {len(body)} bytes; the limit is {MAX_ENVELOPE_BYTES}", code="too-large")
+        raise EncodingError(
+            f"envelope is {len(body)} bytes; the limit is {MAX_ENVELOPE_BYTES}",
+            code="too-large", status=413,
+        )
     if len(signature) != 64:
         raise EncodingError("signature must be 64 bytes", code="malformed")
     type_, payload, signer, nonce, created_at, created_ms = _fields(parse_canonical(body))
@@ -194,7 +197,9 @@ def _from_wire(item: Any, *, check_signature: bool = True) -> SignedEnvelope:
     if not isinstance(env, str) or not isinstance(sig, str):
         raise EncodingError("envelope and signature must be base64url strings", code="malformed")
     if len(env) > MAX_ENVELOPE_BYTES * 4 // 3 + 4:
-        raise EncodingError(f"envelope is larger than the {MAX_ENVELOPE_BYTES}-byte limit", code="too-large")
+        raise EncodingError(
+            f"envelope is larger than the {MAX_ENVELOPE_BYTES}-byte limit", code="too-large", status=413
+        )
     return _from_parts(
         b64d(env, what="envelope"), b64d(sig, what="signature", length=64), check_signature=check_signature
     )
