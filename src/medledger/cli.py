@@ -56,7 +56,9 @@ def _progress(disable: bool = False) -> Progress:
 @app.command()
 def init(
     data: DataDir = Path("demo-data"),
-    consortium: Annotated[str, typer.Option(help="consortium name")] = "Demo Province Internet Medical Supervision",
+    consortium: Annotated[
+        str, typer.Option(help="consortium name: lowercase words joined by -")
+    ] = "demo-province-internet-medical-supervision",
 ) -> None:
     """Create a new ledger: keys, the genesis block and a demo institution admin."""
     from medledger.node.bootstrap import init_ledger

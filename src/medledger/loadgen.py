@@ -36,6 +36,7 @@ from medledger.errors import EncodingError, MedledgerError
 from medledger.ledger import envelope
 from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.keys import SigningKey
+from medledger.ledger.syntax import counter
 
 __all__ = ["LoadResult", "run_load"]
 
@@ -133,7 +134,7 @@ class _Run:
 
 
 def _anchor(key: SigningKey, n: int) -> SignedEnvelope:
-    return envelope.build(key, ANCHOR_TYPE, {"label": f"load/{n}", "sha256": os.urandom(32).hex()})
+    return envelope.build(key, ANCHOR_TYPE, {"label": f"load/{counter(n)}", "sha256": os.urandom(32).hex()})
 
 
 def _reason(response: httpx.Response) -> str:

@@ -48,7 +48,7 @@ def test_organization_is_admitted_by_the_regulator(fhir: FhirLedger) -> None:
             {"system": cv.SID_LICENCE, "value": "LIC-WESTGATE", "period": {"start": "2024-01-01", "end": "2030-12-31"}},
         ],
         "type": [{"coding": [{"system": cv.CS_INSTITUTION_KIND, "code": "internet-hospital"}]}],
-        "name": "Westgate Internet Hospital",
+        "name": "westgate-internet-hospital",
     }
     r = fhir.post("/fhir/Organization", org, who="regulator")
     assert r.status_code == 201, r.text
@@ -66,7 +66,7 @@ def test_organization_from_a_hospital_is_forbidden(fhir: FhirLedger) -> None:
     org = {
         "resourceType": "Organization",
         "identifier": [{"system": cv.SID_ORG, "value": "rogue"}],
-        "name": "Rogue",
+        "name": "rogue",
     }
     r = fhir.post("/fhir/Organization", org, who="hosp/gw")
     assert r.status_code == 403, r.text
@@ -351,7 +351,7 @@ def test_consent_and_audit_event_are_anchored_by_digest(fhir: FhirLedger) -> Non
     logical = r.json()["id"]
     assert logical.isalpha()
     payload = _accepted(fhir, r.json(), "anchor.record")["envelope"]["payload"]
-    assert payload == {"label": f"fhir/Consent/{logical}", "sha256": cv.resource_digest(consent).hex()}
+    assert payload == {"label": f"fhir/consent/{logical}", "sha256": cv.resource_digest(consent).hex()}
     audit = {
         "resourceType": "AuditEvent",
         "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110"},

@@ -89,9 +89,22 @@ def provenance_id(rx_id: str) -> str:
     return f"rx.{rx_id}"
 
 
+#: resource types anchored by ``anchor.record``, and their kind in the label (labels are lowercase: ledger.syntax)
+ANCHOR_KINDS: Final = {"Consent": "consent", "AuditEvent": "audit-event"}
+_ANCHORED_BY_KIND: Final = {kind: resource_type for resource_type, kind in ANCHOR_KINDS.items()}
+
+
 def anchor_label(resource_type: str, logical_id: str) -> str:
-    """``anchor.record`` label for resources with no contract type of their own (Consent, AuditEvent)."""
-    return f"fhir/{resource_type}/{logical_id}"
+    """``anchor.record`` label for resources with no contract type of their own: ``fhir/consent/<id>``."""
+    return f"fhir/{ANCHOR_KINDS[resource_type]}/{logical_id}"
+
+
+def anchored_resource(label: str) -> tuple[str, str] | None:
+    """(resource type, logical id) an :func:`anchor_label` names, or None for any other label."""
+    parts = label.split("/")
+    if len(parts) != 3 or parts[0] != "fhir" or parts[1] not in _ANCHORED_BY_KIND:
+        return None
+    return _ANCHORED_BY_KIND[parts[1]], parts[2]
 
 
 # --- canonical resource digest ---------------------------------------------------------------
