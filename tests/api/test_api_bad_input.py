@@ -146,7 +146,7 @@ def genesis_resubmitted(api: ApiLedger) -> Request:
         api.keys.regulator,
         "genesis",
         {
-            "consortium": "Another",
+            "consortium": "another",
             "regulator": {"member": "regulator", "key": api.keys.regulator.key_id},
             "nodes": [{"member": "regulator/node-1", "key": api.keys.node.key_id}],
         },
