@@ -23,11 +23,12 @@ from api_support import ApiLedger, body
 from pydantic import BaseModel
 
 from medledger.contracts.types import DOCTOR, GATEWAY, INSURER, PHARMACIST, registry
+from medledger.errors import EncodingError
 from medledger.ledger import envelope
 from medledger.ledger.identity import ADMIN, REGULATOR, Genesis
 from medledger.ledger.keys import SigningKey
 from medledger.node.bootstrap import DEMO_ADMIN, DEMO_ORG
-from medledger.transactions import PAYLOAD_MODELS
+from medledger.transactions import PAYLOAD_MODELS, TxBuilder
 from tx_samples import SAMPLES
 
 CANARIES = {
@@ -202,3 +203,34 @@ def test_nothing_of_any_canary_is_on_disk(live: ApiLedger, signers: dict[str, Si
     assert any(control.encode() in blob for blob in blobs.values()), "the scan sees committed payloads"
     hits = [(p.name, needle) for p, blob in blobs.items() for needle in NEEDLES if needle in blob]
     assert hits == []
+
+
+@pytest.mark.parametrize(
+    ("label", "rule"),
+    [
+        ("his/daily-export/2026-11-24", None),
+        ("his/export-2026-11/batch-3", None),
+        ("fhir/consent/qwertyuiopasdfghjklzxcvb", None),
+        ("bench/ingest/999999", None),
+        ("bench/ingest/1m234567", None),
+        ("bench/ingest/1234567", "a run of 7 digits could be a phone or ID number"),
+        ("his/phone/138-9999-0000", "a run of 11 digits"),
+        ("his/id/110101-1990-03-07-7777", "a run of 18 digits"),
+        ("his/day/2026-13-45", "a run of 8 digits"),
+        ("his/ZZCANARYNAME", "a label may not hold a capital letter"),
+        ("his/zhang san", "a label may not hold a space"),
+        ("his/张三", "a label may not hold a non-ASCII character"),
+        ("patient", "a label must be namespace/kind"),
+        ("2026/export", "a label must be namespace/kind"),
+    ],
+)
+def test_the_builder_refuses_a_label_before_signing_with_the_rule_it_broke(label: str, rule: str | None) -> None:
+    """The library applies the gateway's own syntax: the same sentence, without a round trip."""
+    builder = TxBuilder(SigningKey.generate())
+    if rule is None:
+        assert builder.anchor_record(label=label, sha256="ab" * 32).payload["label"] == label
+        return
+    with pytest.raises(EncodingError) as caught:
+        builder.anchor_record(label=label, sha256="ab" * 32)
+    assert caught.value.code == "invalid-payload"
+    assert f"label: {rule}" in caught.value.message, caught.value.message
