@@ -61,6 +61,26 @@ def test_organization_is_admitted_by_the_regulator(fhir: FhirLedger) -> None:
     assert payload["licence"] == {"number": "LIC-WESTGATE", "valid_from": "2024-01-01", "valid_until": "2030-12-31"}
 
 
+def test_an_organization_name_written_as_a_name_is_refused_naming_the_field(fhir: FhirLedger) -> None:
+    """Issue 12: names on the ledger are lowercase words joined by -, so a person's name cannot pass."""
+    before = fhir.snapshot()
+    org = {
+        "resourceType": "Organization",
+        "identifier": [
+            {"system": cv.SID_ORG, "value": "zhang-clinic"},
+            {"system": cv.SID_LICENCE, "value": "LIC-ZHANG", "period": {"start": "2024-01-01", "end": "2030-12-31"}},
+        ],
+        "type": [{"coding": [{"system": cv.CS_INSTITUTION_KIND, "code": "clinic"}]}],
+        "name": "Zhang San 13899990000",
+    }
+    r = fhir.post("/fhir/Organization", org, who="regulator")
+    assert r.status_code == 422, r.text
+    issue = r.json()["issue"][0]
+    assert issue["expression"] == ["Organization.name"], issue
+    assert "capital letter" in issue["diagnostics"], issue
+    assert fhir.snapshot() == before
+
+
 def test_organization_from_a_hospital_is_forbidden(fhir: FhirLedger) -> None:
     before = fhir.snapshot()
     org = {
