@@ -20,6 +20,8 @@ a timeout, a run against a dead server finishes promptly instead of hanging.
 from __future__ import annotations
 
 import os
+import secrets
+import string
 import threading
 import time
 from collections import Counter
@@ -205,7 +207,8 @@ def register_member(url: str, admin_key: SigningKey, org: str, *, timeout: float
     only be sent once this receipt is back.
     """
     key = SigningKey.generate()
-    member = f"{org}/load-{os.urandom(4).hex()}"
+    # letters only: member ids hold at most 6 digits together, and random hex would sometimes hold more
+    member = f"{org}/load-{''.join(secrets.choice(string.ascii_lowercase) for _ in range(10))}"
     env = envelope.build(
         admin_key, "member.register", {"member": member, "org": org, "role": MEMBER_ROLE, "key": key.key_id}
     )

@@ -21,6 +21,7 @@ from fhir_support import (
     fhir,
     iso,
     medication_request,
+    offline_encounter,
     prescription_bundle,
     sign_resource,
     tx_id_of,
@@ -402,3 +403,16 @@ def test_condition_alone_and_unsigned_provenance_are_explained(fhir: FhirLedger)
     r = fhir.post("/fhir", bundle(entry(cond, "urn:uuid:11111111-1111-4111-8111-111111111111")))
     assert r.status_code == 422, r.text
     assert fhir.snapshot() == before
+
+
+def test_an_offline_encounter_known_by_its_uuid_gets_a_record_id_without_digit_runs(fhir: FhirLedger) -> None:
+    """Issue 12: record ids hold at most 6 digits together, so a UUID's digits are spelt as letters."""
+    pseudonym, _ = fhir.ready_visit("110101198001010088")
+    enc = offline_encounter("unused", pseudonym)
+    del enc["identifier"]
+    uuid = "550E8400-E29B-41D4-A716-446655440000"  # 12 digits together in its last group
+    r = fhir.post("/fhir", bundle(entry(enc, f"urn:uuid:{uuid}")), who="clinic/dr-offline")
+    assert r.status_code == 200, r.text
+    tx = r.json()["entry"][0]["response"]["extension"][0]["valueString"]
+    payload = fhir.committed(tx)["envelope"]["payload"]
+    assert payload["encounter_id"] == "u-llgeokgg-eipb-khdk-anhm-kkmmllkkgggg"

@@ -24,6 +24,12 @@ Refusals are :class:`pydantic_core.PydanticCustomError`, so the gateway's
 ``invalid-payload`` sentence names the field and the rule it broke (e.g.
 ``label: a run of 11 digits could be a phone or ID number; ...``).
 
+These are **admission** rules, applied by ``TxBuilder`` and the node's
+gateway before anything is ordered. A ledger cannot change its past, so when
+``verify`` replays blocks (:func:`replaying`) each syntax accepts what ledgers
+written before these rules (issue 12) could hold, and an old ledger still
+verifies; nothing new can be admitted that way.
+
 What syntax cannot stop is deliberate encoding by a signer (a word spelt in
 lowercase pinyin, bytes hidden in a digest): docs/threat-model.md lists every
 field, its syntax, and that residual risk.
@@ -33,7 +39,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
@@ -55,6 +63,24 @@ _DIGIT_CHAIN = re.compile(r"[0-9]+(?:[-._:/ ][0-9]+)*")
 #: the quick test, a superset of "more than MAX_DIGITS digits chained": most tokens fail it and skip the count
 _TOO_MANY = re.compile(rf"[0-9][-._:/ 0-9]{{{MAX_DIGITS},}}")
 _LOWER = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+_REPLAYING: ContextVar[bool] = ContextVar("medledger_syntax_replaying", default=False)
+
+
+@contextmanager
+def replaying() -> Iterator[None]:
+    """Within this block, syntaxes accept what they accepted before issue 12 (``verify`` replaying old blocks)."""
+    token = _REPLAYING.set(True)
+    try:
+        yield
+    finally:
+        _REPLAYING.reset(token)
+
+
+def _legacy(text: str, legacy: re.Pattern[str] | None) -> bool:
+    """True when replaying and ``text`` has the shape this field had before issue 12."""
+    return legacy is not None and _REPLAYING.get() and legacy.fullmatch(text) is not None
 
 
 def _is_date(match: re.Match[str]) -> bool:
@@ -120,6 +146,8 @@ class Token:
     inner: str = "-._"
     segment_len: int = 63
     first_letter: bool = False
+    #: what this field held before issue 12, accepted only while :func:`replaying`
+    legacy: re.Pattern[str] | None = None
 
     @functools.cached_property
     def _grammar(self) -> re.Pattern[str]:
@@ -135,6 +163,8 @@ class Token:
         return len(text) <= self.segment_len or max(map(len, text.split("/"))) <= self.segment_len
 
     def __call__(self, text: str) -> str:
+        if _legacy(text, self.legacy):
+            return text
         if not 1 <= len(text) <= self.max_len:
             raise _fault("length", f"{self.what} must be 1 to {self.max_len} characters ({self.shape})")
         if not self._fits(text):
@@ -152,10 +182,14 @@ class Token:
         return text
 
 
-def _pattern(rule: str, regex: str, message: str, *, digits: str | None = None) -> Callable[[str], str]:
+def _pattern(
+    rule: str, regex: str, message: str, *, digits: str | None = None, legacy: re.Pattern[str] | None = None
+) -> Callable[[str], str]:
     compiled = re.compile(regex)
 
     def check(text: str) -> str:
+        if _legacy(text, legacy):
+            return text
         if compiled.fullmatch(text) is None:
             raise _fault(rule, message)
         if digits is not None:
@@ -189,7 +223,13 @@ def _month(text: str) -> str:
     return text
 
 
-_SLUG = Token("an id", "lowercase letters, digits and single - . _ inside, like ih-eastlake", 63)
+#: the shapes ledgers written before issue 12 hold, accepted only while :func:`replaying`
+_LEGACY_SLUG = r"[a-z0-9][a-z0-9._-]{0,62}"
+_LEGACY_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,120}")
+
+_SLUG = Token(
+    "an id", "lowercase letters, digits and single - . _ inside, like ih-eastlake", 63, legacy=re.compile(_LEGACY_SLUG)
+)
 
 #: an organisation, app, specialty or other registry handle: ``ih-eastlake``
 Slug = Annotated[str, AfterValidator(_SLUG)]
@@ -197,14 +237,26 @@ Slug = Annotated[str, AfterValidator(_SLUG)]
 MemberId = Annotated[
     str,
     AfterValidator(
-        Token("a member id", "an organisation id, then optionally / and a name, like ih-eastlake/dr-001", 127, (1, 2))
+        Token(
+            "a member id",
+            "an organisation id, then optionally / and a name, like ih-eastlake/dr-001",
+            127,
+            (1, 2),
+            legacy=re.compile(rf"{_LEGACY_SLUG}(/{_LEGACY_SLUG})?"),
+        )
     ),
 ]
 #: a record id chosen by the institution (rx_id, dispense_id, complaint_id, ...): ``rx-000123``
 RecordId = Annotated[
     str,
     AfterValidator(
-        Token("a record id", "lowercase letters, digits and single - . _ : inside, like rx-000123", 80, inner="-._:")
+        Token(
+            "a record id",
+            "lowercase letters, digits and single - . _ : inside, like rx-000123",
+            80,
+            inner="-._:",
+            legacy=re.compile(r"(?![^\n]*[0-9]{11})[A-Za-z0-9][A-Za-z0-9._:-]{0,79}"),
+        )
     ),
 ]
 #: an ``anchor.record`` label: ``namespace/kind[/part...]``, e.g. ``his/export/2026-11-24``
@@ -220,6 +272,7 @@ Label = Annotated[
             (2, 6),
             segment_len=40,
             first_letter=True,
+            legacy=re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}"),
         )
     ),
 ]
@@ -227,7 +280,13 @@ Label = Annotated[
 Title = Annotated[
     str,
     AfterValidator(
-        Token("a name on the ledger", "lowercase words joined by -, like eastlake-internet-hospital", 100, inner="-")
+        Token(
+            "a name on the ledger",
+            "lowercase words joined by -, like eastlake-internet-hospital",
+            100,
+            inner="-",
+            legacy=_LEGACY_NAME,
+        )
     ),
 ]
 #: a rulebook parameter name (``rx_min_s``); the contract refuses names its catalogue does not list
@@ -277,6 +336,7 @@ LicenceNo = Annotated[
             r"[A-Z][A-Z0-9]{1,7}(-[A-Z0-9]{1,16}){1,3}",
             "a licence number is a capital prefix and 1 to 3 parts of capitals or digits joined by -, like DOC-00012",
             digits="a licence number",
+            legacy=re.compile(r"[A-Z0-9][A-Z0-9-]{3,39}"),
         )
     ),
 ]
@@ -309,4 +369,5 @@ __all__ = [
     "Token",
     "counter",
     "longest_digit_run",
+    "replaying",
 ]
