@@ -20,91 +20,9 @@ from medledger.errors import EncodingError, MedledgerError, NotFoundError
 from medledger.ledger.keys import SigningKey
 from medledger.transactions import PAYLOAD_MODELS, TxBuilder, method_name
 from tx_province import Province, build_province, every_other_type, prescription_chain
+from tx_samples import SAMPLES, P
 
 TYPES = sorted(set(registry().types) - {"genesis"})
-P = "ab" * 32  # a pseudonym / digest
-T = "2026-03-02T08:00:00.000Z"
-
-#: one valid keyword set per type; a new type without one fails test_samples_cover_every_type
-SAMPLES: dict[str, dict[str, Any]] = {
-    "member.register": {"member": "hosp/x", "org": "hosp", "role": "doctor", "key": "A" * 43},
-    "member.rotate": {"member": "hosp/x", "new_key": "B" * 43},
-    "member.revoke": {"member": "hosp/x", "reason": "superseded"},
-    "anchor.record": {"label": "export/1", "sha256": P},
-    "rulebook.publish": {"version": 2, "params": {"rx_min_s": 60}, "formulary": P},
-    "institution.admit": {
-        "org": "hosp",
-        "name": "Hosp",
-        "kind": "internet-hospital",
-        "physical": True,
-        "licence": {"number": "LIC-H", "valid_from": "2020-01-01", "valid_until": "2030-01-01"},
-    },
-    "institution.licence": {
-        "org": "hosp",
-        "licence": {"number": "LIC-H", "valid_from": "2020-01-01", "valid_until": "2030-01-01"},
-    },
-    "institution.internet-approval": {
-        "org": "hosp",
-        "approval": {"valid_from": "2020-01-01", "valid_until": "2030-01-01"},
-    },
-    "institution.suspend": {"org": "hosp", "reason": "inspection"},
-    "institution.revoke": {"org": "hosp", "reason": "misconduct"},
-    "institution.reinstate": {"org": "hosp"},
-    "practitioner.suspend": {"licence_no": "DOC-1", "reason": "investigation"},
-    "practitioner.revoke": {"licence_no": "DOC-1", "reason": "malpractice"},
-    "practitioner.reinstate": {"licence_no": "DOC-1"},
-    "app.review": {"org": "hosp", "app": "app", "decision": "approved"},
-    "complaint.answer": {"complaint_id": "k-1", "resolution": "upheld"},
-    "practitioner.register": {
-        "member": "hosp/x",
-        "licence_no": "DOC-1",
-        "profession": "doctor",
-        "qualification": "physician",
-        "first_practice": "2010-01-01",
-        "specialties": ["cardiology"],
-    },
-    "practitioner.site": {
-        "licence_no": "DOC-1",
-        "filing": "multi-site",
-        "validity": {"valid_from": "2020-01-01", "valid_until": "2030-01-01"},
-    },
-    "app.register": {"app": "app", "name": "An app"},
-    "report.data-leak": {"incident_id": "l-1", "detected_at": T, "records_affected": 0, "category": "other"},
-    "doctor.authenticate": {"member": "hosp/x", "method": "ca-certificate", "at": T},
-    "patient.verify": {"patient": P, "birth_month": "1990-01", "method": "passport", "at": T},
-    "encounter.record": {"encounter_id": "e-1", "patient": P, "date": "2026-01-01", "diagnosis": "I10", "document": P},
-    "consultation.open": {
-        "consultation_id": "c-1",
-        "patient": P,
-        "specialty": "cardiology",
-        "diagnosis": "I10",
-        "started_at": T,
-    },
-    "consultation.close": {"consultation_id": "c-1", "ended_at": T},
-    "prescription.issue": {
-        "rx_id": "rx-1",
-        "consultation_id": "c-1",
-        "rxnorm": "123",
-        "daily_units": 1,
-        "days": 5,
-        "quantity": 5,
-        "issued_at": T,
-    },
-    "prescription.review": {"rx_id": "rx-1", "decision": "rejected", "reason": "dose", "reviewed_at": T},
-    "prescription.dispense": {"dispense_id": "d-1", "rx_id": "rx-1", "quantity": 5, "dispensed_at": T},
-    "delivery.handover": {"dispense_id": "d-1", "seq": 1, "to": "pickup-point", "at": T},
-    "claim.submit": {"claim_id": "cl-1", "dispense_id": "d-1", "amount_fen": 100},
-    "complaint.file": {"complaint_id": "k-1", "about": "hosp", "category": "privacy", "filed_at": T},
-    "report.adverse-event": {
-        "report_id": "ae-1",
-        "category": "fall",
-        "seriousness": "non-serious",
-        "occurred_at": T,
-        "anonymous": True,
-    },
-}
-
-
 def _literals(tp: Any) -> set[Any]:
     """Every value a Literal anywhere inside a type admits (through unions, Annotated, Optional)."""
     if typing.get_origin(tp) is Literal:
@@ -225,7 +143,7 @@ def test_conveniences_become_the_ledgers_spelling() -> None:
     assert env.signer == signer.key_id
     env = signer.institution_admit(
         org="hosp",
-        name="Hosp",
+        name="hosp",
         kind="hospital",
         physical=True,
         licence={"number": "LIC-H", "valid_from": datetime(2020, 1, 1, tzinfo=UTC).date(), "valid_until": "2030-01-01"},
@@ -285,7 +203,7 @@ def test_client_sends_the_bearer_token_on_every_request() -> None:
         seen.append(request)
         return httpx.Response(404, json={"code": "not-found", "status": 404, "detail": "no such thing"})
 
-    env = TxBuilder(SigningKey.generate()).anchor_record(label="x", sha256=P)
+    env = TxBuilder(SigningKey.generate()).anchor_record(label="test/x", sha256=P)
     with Client("http://node.invalid", token="mlt_secret-token", transport=httpx.MockTransport(answer)) as client:
         with pytest.raises(NotFoundError):
             client.get_transaction("0" * 64)
@@ -310,7 +228,7 @@ def test_client_submits_builder_envelopes_and_proves_a_trace(province: Province)
     node_key = SigningKey.from_file(p.w.data / "keys" / "node.key").key_id
     token = regulator_headers(p.w.data)["authorization"].removeprefix("Bearer ")
     with BackgroundServer(p.w.node) as server, Client(server.url, token=token, trusted_node_keys=[node_key]) as client:
-        [receipt] = client.submit(p.signer("regulator").anchor_record(label="trace-test", sha256=P), verify=True)
+        [receipt] = client.submit(p.signer("regulator").anchor_record(label="test/trace", sha256=P), verify=True)
         assert receipt.status == "ACCEPTED"
         trace = client.trace(rx_id, check_envelopes=True)
         assert trace.rx_id == rx_id

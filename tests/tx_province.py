@@ -68,7 +68,7 @@ class Province:
         self.ok(
             reg.institution_admit(
                 org=org,
-                name=f"{org} (test)",
+                name=f"{org}-test",
                 kind=kind,  # type: ignore[arg-type]
                 physical=physical,
                 licence={"number": f"LIC-{org.upper()}", "valid_from": date(2020, 1, 1), "valid_until": "2030-12-31"},
@@ -122,7 +122,7 @@ def build_province(data: Path) -> Province:
     )
     p.new_member("hosp/admin", "hosp/gw", "hosp", "gateway")
     p.practitioner("hosp", "dr-li", "DOC-0001", "doctor")
-    p.ok(p.signer("hosp/admin").app_register(app="hosp-app", name="Hosp app (test)"))
+    p.ok(p.signer("hosp/admin").app_register(app="hosp-app", name="hosp-app-test"))
     p.ok(reg.app_review(org="hosp", app="hosp-app", decision="approved"))
     p.institution("clinic", "clinic")
     p.practitioner("clinic", "dr-offline", CLINIC_DOCTOR_LICENCE, "doctor")

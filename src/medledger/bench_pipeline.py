@@ -78,7 +78,7 @@ def _setup(cast: _Cast, regulator: SigningKey) -> list[list[dict[str, str]]]:
                 "institution.admit",
                 {
                     "org": org,
-                    "name": f"Bench {kind}",
+                    "name": f"bench-{kind}",
                     "kind": kind,
                     "physical": kind != "insurer",
                     "licence": {"number": f"LIC-{org.upper()}", **lic},

@@ -118,13 +118,14 @@ def raw_verify_rates(seconds: float = 3.0, procs: int | None = None) -> dict[str
 def _sign_range(seed: bytes, start: int, stop: int, created_ms: int) -> list[dict[str, str]]:
     from medledger.ledger import envelope
     from medledger.ledger.keys import SigningKey
+    from medledger.ledger.syntax import counter
 
     key = SigningKey(seed)
     out = []
     for n in range(start, stop):
         digest = hashlib.sha256(seed + n.to_bytes(8, "big")).hexdigest()
         env = envelope.build(
-            key, "anchor.record", {"label": f"{PAYLOAD_LABEL}/{n:08d}", "sha256": digest}, created_ms=created_ms
+            key, "anchor.record", {"label": f"{PAYLOAD_LABEL}/{counter(n)}", "sha256": digest}, created_ms=created_ms
         )
         out.append(env.to_wire())
     return out

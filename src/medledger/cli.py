@@ -109,7 +109,9 @@ def init(
         Path | None,
         typer.Option("--data", help="a new ledger directory (default: a new demo-data/run-<time>, linked as latest)"),
     ] = None,
-    consortium: Annotated[str, typer.Option(help="consortium name")] = "Demo Province Internet Medical Supervision",
+    consortium: Annotated[
+        str, typer.Option(help="consortium name: lowercase words joined by -")
+    ] = "demo-province-internet-medical-supervision",
 ) -> None:
     """Create a new ledger: keys, the genesis block and a demo institution admin."""
     from medledger.node.bootstrap import REGULATOR_TOKEN, init_ledger

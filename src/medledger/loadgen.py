@@ -26,6 +26,8 @@ answer.
 from __future__ import annotations
 
 import os
+import secrets
+import string
 import threading
 import time
 from collections import Counter
@@ -42,6 +44,7 @@ from medledger.errors import EncodingError, MedledgerError
 from medledger.ledger import envelope
 from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.keys import SigningKey
+from medledger.ledger.syntax import counter
 from medledger.ledger.timefmt import now_ms
 
 __all__ = ["LoadResult", "run_load"]
@@ -141,7 +144,7 @@ class _Run:
 
 def _anchor(key: SigningKey, n: int, created_ms: int) -> SignedEnvelope:
     return envelope.build(
-        key, ANCHOR_TYPE, {"label": f"load/{n}", "sha256": os.urandom(32).hex()}, created_ms=created_ms
+        key, ANCHOR_TYPE, {"label": f"load/{counter(n)}", "sha256": os.urandom(32).hex()}, created_ms=created_ms
     )
 
 
@@ -226,7 +229,8 @@ def register_member(url: str, admin_key: SigningKey, org: str, *, timeout: float
     only be sent once this receipt is back.
     """
     key = SigningKey.generate()
-    member = f"{org}/load-{os.urandom(4).hex()}"
+    # letters only: member ids hold at most 6 digits together, and random hex would sometimes hold more
+    member = f"{org}/load-{''.join(secrets.choice(string.ascii_lowercase) for _ in range(10))}"
     with Client(url, timeout=timeout) as client:
         env = envelope.build(
             admin_key,

@@ -54,6 +54,7 @@ from medledger.ledger import identity as core
 from medledger.ledger.canonical import b64e
 from medledger.ledger.envelope import SignedEnvelope
 from medledger.ledger.keys import RESOURCE_DOMAIN, SigningKey
+from medledger.ledger.syntax import Instant
 from medledger.ledger.timefmt import format_ms, now_ms, parse_ms
 
 __all__ = [
@@ -136,7 +137,7 @@ Seriousness = Literal["non-serious", "serious", "death"]
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
 #: the validator every ``Instant`` field carries (found by identity, so no private name is needed)
-_INSTANT_MARK: Final = typing.get_args(m.Instant)[1]
+_INSTANT_MARK: Final = typing.get_args(Instant)[1]
 
 
 def method_name(type_name: str) -> str:

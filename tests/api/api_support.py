@@ -32,7 +32,7 @@ def new_nonce() -> str:
     return b64e(os.urandom(12))
 
 
-def anchor(key: SigningKey, *, label: str = "doc", sha256: str | None = None, **kw: Any) -> SignedEnvelope:
+def anchor(key: SigningKey, *, label: str = "test/doc", sha256: str | None = None, **kw: Any) -> SignedEnvelope:
     """A valid ``anchor.record`` (any active signer may sign one) for a fresh random document."""
     digest = sha256 if sha256 is not None else os.urandom(32).hex()
     return envelope.build(key, "anchor.record", {"label": label, "sha256": digest}, **kw)

@@ -89,7 +89,7 @@ def _admit(node: Node, regulator: SigningKey, org: str, kind: str) -> None:
         "institution.admit",
         {
             "org": org,
-            "name": f"{org} (access test)",
+            "name": f"{org}-access-test",
             "kind": kind,
             "physical": True,
             "licence": {"number": f"LIC-{org.upper()}", "valid_from": "2020-01-01", "valid_until": "2030-12-31"},
@@ -122,7 +122,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         auditor = SigningKey.generate()
         _register(node, keys.regulator, "audit-office/auditor", "audit-office", "auditor", auditor)
         tokens[A] = credentials.issue("audit-office/auditor")
-        anchor = envelope.build(keys.demo_admin, "anchor.record", {"label": "doc", "sha256": os.urandom(32).hex()})
+        anchor = envelope.build(keys.demo_admin, "anchor.record", {"label": "test/doc", "sha256": os.urandom(32).hex()})
         (receipt,) = node.submit_sync([anchor.to_wire()])
         with LiveServer(node) as server:
             routes = [

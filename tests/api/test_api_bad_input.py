@@ -71,7 +71,7 @@ def bad_base64(api: ApiLedger) -> Request:
 
 def _signed_variant(api: ApiLedger, mutate: Callable[[bytes], bytes]) -> Request:
     """Valid fields, correctly signed, but the bytes are not the one canonical form."""
-    obj = envelope_obj(api.keys.demo_admin, "anchor.record", {"label": "x", "sha256": os.urandom(32).hex()})
+    obj = envelope_obj(api.keys.demo_admin, "anchor.record", {"label": "test/x", "sha256": os.urandom(32).hex()})
     raw = mutate(canonical(obj))
     return _json(body(sign_bytes(api.keys.demo_admin, raw)))
 
@@ -90,7 +90,7 @@ def non_canonical_key_order(api: ApiLedger) -> Request:
 
 def float_in_payload(api: ApiLedger) -> Request:
     obj = envelope_obj(
-        api.keys.demo_admin, "anchor.record", {"label": "x", "sha256": os.urandom(32).hex(), "weight": 1.5}
+        api.keys.demo_admin, "anchor.record", {"label": "test/x", "sha256": os.urandom(32).hex(), "weight": 1.5}
     )
     # Sorted and compact, exactly as a canonical encoder would lay it out, apart from the float.
     return _json(body(sign_bytes(api.keys.demo_admin, orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))))
@@ -146,7 +146,7 @@ def genesis_resubmitted(api: ApiLedger) -> Request:
         api.keys.regulator,
         "genesis",
         {
-            "consortium": "Another",
+            "consortium": "another",
             "regulator": {"member": "regulator", "key": api.keys.regulator.key_id},
             "nodes": [{"member": "regulator/node-1", "key": api.keys.node.key_id}],
         },
@@ -167,13 +167,13 @@ def replayed_within_request(api: ApiLedger) -> Request:
 
 def nonce_reused(api: ApiLedger) -> Request:
     nonce = new_nonce()
-    api.submit(anchor(api.keys.demo_admin, label="first", nonce=nonce))
-    return _json(body(anchor(api.keys.demo_admin, label="second", nonce=nonce).to_wire()))
+    api.submit(anchor(api.keys.demo_admin, label="test/first", nonce=nonce))
+    return _json(body(anchor(api.keys.demo_admin, label="test/second", nonce=nonce).to_wire()))
 
 
 def nonce_reused_within_request(api: ApiLedger) -> Request:
     nonce = new_nonce()
-    return _json(body([anchor(api.keys.demo_admin, label=f"n{i}", nonce=nonce).to_wire() for i in range(2)]))
+    return _json(body([anchor(api.keys.demo_admin, label=f"test/n{i}", nonce=nonce).to_wire() for i in range(2)]))
 
 
 def clock_ahead(api: ApiLedger) -> Request:
@@ -193,7 +193,7 @@ def oversized_batch(api: ApiLedger) -> Request:
 
 
 def oversized_envelope(api: ApiLedger) -> Request:
-    obj = envelope_obj(api.keys.demo_admin, "anchor.record", {"label": "x", "sha256": "00" * 32, "pad": "p" * 70_000})
+    obj = envelope_obj(api.keys.demo_admin, "anchor.record", {"label": "test/x", "sha256": "00" * 32, "pad": "p" * 70_000})
     return _json(body(sign_bytes(api.keys.demo_admin, canonical(obj))))
 
 
@@ -233,12 +233,12 @@ def unknown_type(api: ApiLedger) -> Request:
 
 
 def payload_fails_schema(api: ApiLedger) -> Request:
-    env = envelope.build(api.keys.demo_admin, "anchor.record", {"label": "x", "sha256": "not-a-digest"})
+    env = envelope.build(api.keys.demo_admin, "anchor.record", {"label": "test/x", "sha256": "not-a-digest"})
     return _json(body(env.to_wire()))
 
 
 def payload_missing_field(api: ApiLedger) -> Request:
-    return _json(body(envelope.build(api.keys.demo_admin, "anchor.record", {"label": "x"}).to_wire()))
+    return _json(body(envelope.build(api.keys.demo_admin, "anchor.record", {"label": "test/x"}).to_wire()))
 
 
 def empty_list(api: ApiLedger) -> Request:
@@ -254,8 +254,8 @@ def nested_too_deep(api: ApiLedger) -> Request:
 
 
 def deeply_nested_payload(api: ApiLedger) -> Request:
-    obj = envelope_obj(api.keys.demo_admin, "anchor.record", {"label": "x", "sha256": "00" * 32})
-    raw = canonical(obj).replace(b'"label":"x"', b'"label":' + b"[" * 1010 + b"]" * 1010)
+    obj = envelope_obj(api.keys.demo_admin, "anchor.record", {"label": "test/x", "sha256": "00" * 32})
+    raw = canonical(obj).replace(b'"label":"test/x"', b'"label":' + b"[" * 1010 + b"]" * 1010)
     return _json(body(sign_bytes(api.keys.demo_admin, raw)))
 
 
@@ -319,8 +319,8 @@ def test_a_duplicate_key_is_named(api: ApiLedger, name: str, key: str) -> None:
 
 
 def test_one_bad_item_sinks_the_whole_batch(api: ApiLedger) -> None:
-    good = [anchor(api.keys.demo_admin, label=f"good-{i}") for i in range(5)]
-    bad = anchor(keys.SigningKey.generate(), label="stranger")
+    good = [anchor(api.keys.demo_admin, label=f"test/good-{i}") for i in range(5)]
+    bad = anchor(keys.SigningKey.generate(), label="test/stranger")
     items = [g.to_wire() for g in good[:2]] + [bad.to_wire()] + [g.to_wire() for g in good[2:]]
     before = api.snapshot()
     problem = assert_problem(api.post(body(items)), 401, "unknown-signer")

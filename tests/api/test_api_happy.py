@@ -30,7 +30,7 @@ def _check_head(head_json: dict[str, Any], api: ApiLedger) -> TreeHead:
 
 
 def test_submit_single_and_list_then_read_everything_back(api: ApiLedger) -> None:
-    single = anchor(api.keys.demo_admin, label="single")
+    single = anchor(api.keys.demo_admin, label="test/single")
     r = api.post(body(single.to_wire()))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/json"
@@ -41,7 +41,7 @@ def test_submit_single_and_list_then_read_everything_back(api: ApiLedger) -> Non
     head1 = _check_head(first["tree_head"], api)
     assert head1.tree_size == first["leaf_index"] + 1
 
-    batch = [anchor(api.keys.demo_admin, label=f"batch-{i}") for i in range(3)]
+    batch = [anchor(api.keys.demo_admin, label=f"test/batch-{i}") for i in range(3)]
     r = api.post(body([e.to_wire() for e in batch]))
     assert r.status_code == 200, r.text
     ReceiptList.model_validate(r.json())

@@ -34,7 +34,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Node]]
         "institution.admit",
         {
             "org": "eastlake",
-            "name": "Eastlake Internet Hospital",
+            "name": "eastlake-internet-hospital",
             "kind": "internet-hospital",
             "physical": True,
             "licence": {"number": "LIC-EASTLAKE", "valid_from": "2020-01-01", "valid_until": "2030-12-31"},

@@ -164,7 +164,7 @@ class World:
             "institution.admit",
             {
                 "org": org,
-                "name": f"{org} (test)",
+                "name": f"{org}-test",
                 "kind": kind,
                 "physical": physical,
                 "licence": {"number": f"LIC-{org.upper()}", "valid_from": "2020-01-01", "valid_until": valid_until},

@@ -341,7 +341,7 @@ def test_child_guardian(w: World, age_months: int, guardian: int | str | None, e
 def test_app_approved(w: World, review: str | None, expected: Expect) -> None:
     app = w.name("app")
     if review != "unregistered":
-        w.ok("hosp/admin", "app.register", {"app": app, "name": f"{app} (test)"})
+        w.ok("hosp/admin", "app.register", {"app": app, "name": f"{app}-test"})
     if review in ("approved", "rejected"):
         w.ok("regulator", "app.review", {"org": "hosp", "app": app, "decision": review})
     visit = w.follow_up(w.name("app-p"), app=app, check=False)

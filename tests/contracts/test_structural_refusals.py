@@ -75,12 +75,12 @@ def _encounter(w: World, key: str) -> Receipt:
 
 def _institution(w: World, key: str) -> Receipt:
     licence = {"number": "LIC-DUP", "valid_from": "2020-01-01", "valid_until": "2030-12-31"}
-    payload = {"org": "dup-org", "name": "Duplicate", "kind": "clinic", "physical": True, "licence": licence}
+    payload = {"org": "dup-org", "name": "duplicate", "kind": "clinic", "physical": True, "licence": licence}
     return w.send("regulator", "institution.admit", payload)
 
 
 def _app(w: World, key: str) -> Receipt:
-    return w.send("hosp/admin", "app.register", {"app": "dup-app", "name": "Duplicate app"})
+    return w.send("hosp/admin", "app.register", {"app": "dup-app", "name": "duplicate-app"})
 
 
 def _staff(w: World, key: str) -> Receipt:

@@ -123,8 +123,8 @@ def build(tmp: Path) -> ReadProvince:
             "anonymous": False,
         },
     )
-    w.ok("hosp/gw", "anchor.record", {"label": "fhir/Consent/consentA", "sha256": "ab" * 32})
-    w.ok("hosp/gw", "anchor.record", {"label": "fhir/AuditEvent/auditA", "sha256": "cd" * 32})
+    w.ok("hosp/gw", "anchor.record", {"label": "fhir/consent/consent-a", "sha256": "ab" * 32})
+    w.ok("hosp/gw", "anchor.record", {"label": "fhir/audit-event/audit-a", "sha256": "cd" * 32})
     w.ok("hosp/gw", "anchor.record", {"label": "export/monthly", "sha256": "ef" * 32})
 
     # a patient only the clinic verified, seen offline there

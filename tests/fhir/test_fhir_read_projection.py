@@ -167,9 +167,9 @@ def test_anchors_render_consent_and_audit_event_only_for_their_labels(
     province: tuple[ReadProvince, TestClient],
 ) -> None:
     _, client = province
-    consent = client.get("/fhir/Consent/consentA").json()
+    consent = client.get("/fhir/Consent/consent-a").json()
     assert consent["identifier"] == [{"system": cv.SID_DOCUMENT_SHA256, "value": "ab" * 32}]
-    audit = client.get("/fhir/AuditEvent/auditA").json()
+    audit = client.get("/fhir/AuditEvent/audit-a").json()
     assert audit["entity"][0]["what"]["identifier"]["value"] == "cd" * 32
     assert client.get("/fhir/Consent").json()["total"] == 1
 
@@ -220,7 +220,7 @@ def test_a_projection_of_another_schema_or_ledger_is_rebuilt(province: tuple[Rea
 
 def test_a_read_right_after_a_write_sees_it(province: tuple[ReadProvince, TestClient]) -> None:
     p, client = province
-    receipt = p.w.ok("hosp/gw", "anchor.record", {"label": "fhir/Consent/fresh", "sha256": "12" * 32})
+    receipt = p.w.ok("hosp/gw", "anchor.record", {"label": "fhir/consent/fresh", "sha256": "12" * 32})
     r = client.get("/fhir/Consent/fresh")
     assert r.status_code == 200, r.text
     assert tx_of(r.json()) == receipt.tx_id

@@ -221,7 +221,7 @@ def test_each_institution_sees_what_its_members_recorded(province: tuple[ReadPro
         f"/fhir/Patient/{f['bob']}": (True, False, True, False, False),
         "/fhir/Organization/hosp": (True, True, False, False, False),
         "/fhir/Practitioner/DOC-0001": (True, True, False, False, False),
-        "/fhir/Consent/consentA": (True, True, False, False, False),
+        "/fhir/Consent/consent-a": (True, True, False, False, False),
         "/fhir/AdverseEvent/ae-1": (True, True, False, False, False),
     }
     for path, expected in table.items():

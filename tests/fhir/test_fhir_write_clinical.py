@@ -21,6 +21,7 @@ from fhir_support import (
     fhir,
     iso,
     medication_request,
+    offline_encounter,
     prescription_bundle,
     sign_resource,
     tx_id_of,
@@ -48,7 +49,7 @@ def test_organization_is_admitted_by_the_regulator(fhir: FhirLedger) -> None:
             {"system": cv.SID_LICENCE, "value": "LIC-WESTGATE", "period": {"start": "2024-01-01", "end": "2030-12-31"}},
         ],
         "type": [{"coding": [{"system": cv.CS_INSTITUTION_KIND, "code": "internet-hospital"}]}],
-        "name": "Westgate Internet Hospital",
+        "name": "westgate-internet-hospital",
     }
     r = fhir.post("/fhir/Organization", org, who="regulator")
     assert r.status_code == 201, r.text
@@ -61,12 +62,32 @@ def test_organization_is_admitted_by_the_regulator(fhir: FhirLedger) -> None:
     assert payload["licence"] == {"number": "LIC-WESTGATE", "valid_from": "2024-01-01", "valid_until": "2030-12-31"}
 
 
+def test_an_organization_name_written_as_a_name_is_refused_naming_the_field(fhir: FhirLedger) -> None:
+    """Issue 12: names on the ledger are lowercase words joined by -, so a person's name cannot pass."""
+    before = fhir.snapshot()
+    org = {
+        "resourceType": "Organization",
+        "identifier": [
+            {"system": cv.SID_ORG, "value": "zhang-clinic"},
+            {"system": cv.SID_LICENCE, "value": "LIC-ZHANG", "period": {"start": "2024-01-01", "end": "2030-12-31"}},
+        ],
+        "type": [{"coding": [{"system": cv.CS_INSTITUTION_KIND, "code": "clinic"}]}],
+        "name": "Zhang San 13899990000",
+    }
+    r = fhir.post("/fhir/Organization", org, who="regulator")
+    assert r.status_code == 422, r.text
+    issue = r.json()["issue"][0]
+    assert issue["expression"] == ["Organization.name"], issue
+    assert "capital letter" in issue["diagnostics"], issue
+    assert fhir.snapshot() == before
+
+
 def test_organization_from_a_hospital_is_forbidden(fhir: FhirLedger) -> None:
     before = fhir.snapshot()
     org = {
         "resourceType": "Organization",
         "identifier": [{"system": cv.SID_ORG, "value": "rogue"}],
-        "name": "Rogue",
+        "name": "rogue",
     }
     r = fhir.post("/fhir/Organization", org, who="hosp/gw")
     assert r.status_code == 403, r.text
@@ -351,7 +372,7 @@ def test_consent_and_audit_event_are_anchored_by_digest(fhir: FhirLedger) -> Non
     logical = r.json()["id"]
     assert logical.isalpha()
     payload = _accepted(fhir, r.json(), "anchor.record")["envelope"]["payload"]
-    assert payload == {"label": f"fhir/Consent/{logical}", "sha256": cv.resource_digest(consent).hex()}
+    assert payload == {"label": f"fhir/consent/{logical}", "sha256": cv.resource_digest(consent).hex()}
     audit = {
         "resourceType": "AuditEvent",
         "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110"},
@@ -382,3 +403,16 @@ def test_condition_alone_and_unsigned_provenance_are_explained(fhir: FhirLedger)
     r = fhir.post("/fhir", bundle(entry(cond, "urn:uuid:11111111-1111-4111-8111-111111111111")))
     assert r.status_code == 422, r.text
     assert fhir.snapshot() == before
+
+
+def test_an_offline_encounter_known_by_its_uuid_gets_a_record_id_without_digit_runs(fhir: FhirLedger) -> None:
+    """Issue 12: record ids hold at most 6 digits together, so a UUID's digits are spelt as letters."""
+    pseudonym, _ = fhir.ready_visit("110101198001010088")
+    enc = offline_encounter("unused", pseudonym)
+    del enc["identifier"]
+    uuid = "550E8400-E29B-41D4-A716-446655440000"  # 12 digits together in its last group
+    r = fhir.post("/fhir", bundle(entry(enc, f"urn:uuid:{uuid}")), who="clinic/dr-offline")
+    assert r.status_code == 200, r.text
+    tx = r.json()["entry"][0]["response"]["extension"][0]["valueString"]
+    payload = fhir.committed(tx)["envelope"]["payload"]
+    assert payload["encounter_id"] == "u-llgeokgg-eipb-khdk-anhm-kkmmllkkgggg"

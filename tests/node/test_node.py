@@ -65,10 +65,10 @@ def test_gateway_refusals_write_nothing(populated: Populated) -> None:
         cases = {
             "unknown-signer": [anchor(stranger, 1)],
             "wrong-role": [register(populated.bob_new, f"{DEMO_ORG}/x", SigningKey.generate())],
-            "clock-skew": [envelope.build(populated.bob_new, "anchor.record", {"label": "x", "sha256": "00" * 32},
+            "clock-skew": [envelope.build(populated.bob_new, "anchor.record", {"label": "test/x", "sha256": "00" * 32},
                                           created_ms=now_ms() - 3_600_000).to_wire()],
             "replayed-tx": [good, good],
-            "invalid-payload": [envelope.build(populated.bob_new, "anchor.record", {"label": "x"}).to_wire()],
+            "invalid-payload": [envelope.build(populated.bob_new, "anchor.record", {"label": "test/x"}).to_wire()],
             "unknown-type": [envelope.build(populated.bob_new, "nope.nothing", {}).to_wire()],
             "bad-signature": [{**good, "signature": envelope.b64e(bytes(64))}],
             "empty-batch": [],
@@ -79,10 +79,10 @@ def test_gateway_refusals_write_nothing(populated: Populated) -> None:
             assert 400 <= error.status < 500
             assert "refused" in error.message or error.message
         nonce = envelope.new_nonce()
-        node.submit_sync([envelope.build(populated.bob_new, "anchor.record", {"label": "a", "sha256": "11" * 32},
+        node.submit_sync([envelope.build(populated.bob_new, "anchor.record", {"label": "test/a", "sha256": "11" * 32},
                                          nonce=nonce).to_wire()])
         size += 1
-        reuse = envelope.build(populated.bob_new, "anchor.record", {"label": "b", "sha256": "22" * 32}, nonce=nonce)
+        reuse = envelope.build(populated.bob_new, "anchor.record", {"label": "test/b", "sha256": "22" * 32}, nonce=nonce)
         assert _refusal(node, [reuse.to_wire()]).code == "nonce-reused"
         mixed = _refusal(node, [anchor(populated.bob_new, 5), anchor(stranger, 6)])
         assert mixed.detail["errors"][0]["index"] == 1
@@ -216,7 +216,7 @@ def test_worker_pool_checks_exactly_like_the_inline_path() -> None:
     key = SigningKey.generate()
     good = [anchor(key, n) for n in range(10)]
     forged = dict(good[1], signature=good[2]["signature"])
-    spaced = envelope.build(key, "anchor.record", {"label": "x", "sha256": "00" * 32}).to_wire()
+    spaced = envelope.build(key, "anchor.record", {"label": "test/x", "sha256": "00" * 32}).to_wire()
     spaced["envelope"] = b64e(b64d(spaced["envelope"]).replace(b":", b": ", 1))
     unknown = envelope.build(key, "no.such-type", {}).to_wire()
     items: list[object] = [*good, forged, spaced, unknown, {"envelope": 1.5, "signature": "x"}, "not an object"]

@@ -3,67 +3,38 @@
 Every field is an identifier, a code, a count or a time: there is no field a
 name, an ID number, a phone number or free text about a patient could travel
 in. Patients appear only as 64-hex pseudonyms, diagnoses as ICD-10 codes,
-drugs as RxNorm codes, documents as SHA-256 digests. Models forbid extra
-fields, so nothing can be smuggled beside them either.
+drugs as RxNorm codes, documents as SHA-256 digests; every string syntax comes
+from :mod:`medledger.ledger.syntax`, which says why none can carry PHI. Models
+forbid extra fields, so nothing can be smuggled beside them either.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import Field, model_validator
 
-from medledger.errors import MedledgerError
-from medledger.ledger.identity import KeyId, Label, MemberId, Sha256Hex, Slug, _Payload
-from medledger.ledger.timefmt import parse_ms
+from medledger.ledger.identity import _Payload
+from medledger.ledger.syntax import (
+    Day,
+    Icd10,
+    Instant,
+    KeyId,
+    Label,
+    LicenceNo,
+    MemberId,
+    Month,
+    ParamName,
+    Pseudonym,
+    RxNorm,
+    Sha256Hex,
+    Signature,
+    Slug,
+    Title,
+)
+from medledger.ledger.syntax import RecordId as Id
 
-_DIGIT_RUN = re.compile(r"[0-9]{11}")
-
-
-def _no_identifier(text: str) -> str:
-    # a resident ID (15/18 digits) or a mobile number (11) has no business in a record id
-    if _DIGIT_RUN.search(text):
-        raise ValueError("record ids may not contain 11 or more digits in a row (an ID or phone number)")
-    return text
-
-
-Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$"), AfterValidator(_no_identifier)]
-Pseudonym = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Icd10 = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?$")]
-RxNorm = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
-LicenceNo = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{3,39}$")]
-Name = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,120}$")]
-_DATE = re.compile(r"\d{4}-\d\d-\d\d")
-_MONTH = re.compile(r"\d{4}-\d\d")
-
-
-def _instant(text: str) -> str:
-    try:
-        parse_ms(text, what="event time")
-    except MedledgerError as exc:
-        # a ValueError, so pydantic names the field it came from in the refusal
-        raise ValueError(exc.message) from None
-    return text
-
-
-def _day(text: str) -> str:
-    if _DATE.fullmatch(text) is None:
-        raise ValueError("must be a date like 2026-11-24")
-    date.fromisoformat(text)
-    return text
-
-
-def _month(text: str) -> str:
-    if _MONTH.fullmatch(text) is None or not 1 <= int(text[5:]) <= 12:
-        raise ValueError("must be a month like 2019-04")
-    return text
-
-
-Instant = Annotated[str, AfterValidator(_instant)]
-Day = Annotated[str, AfterValidator(_day)]
-Month = Annotated[str, AfterValidator(_month)]
 Count = Annotated[int, Field(ge=1, le=100_000)]
 
 
@@ -92,7 +63,7 @@ class Licence(Validity):
 
 class RulebookPublish(_Payload):
     version: Annotated[int, Field(ge=1)]
-    params: dict[Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,40}$")], int] = Field(max_length=64)
+    params: dict[ParamName, int] = Field(max_length=64)
     formulary: Sha256Hex
 
 
@@ -101,7 +72,7 @@ InstitutionKind = Literal["internet-hospital", "hospital", "clinic", "pharmacy",
 
 class InstitutionAdmit(_Payload):
     org: Slug
-    name: Name
+    name: Title
     kind: InstitutionKind
     physical: bool
     licence: Licence
@@ -168,7 +139,7 @@ class PracticeSite(_Payload):
 
 class AppRegister(_Payload):
     app: Slug
-    name: Name
+    name: Title
 
 
 class DataLeakReport(_Payload):
@@ -240,7 +211,7 @@ class Prescriber(_Payload):
     member: MemberId
     key: KeyId
     resource_sha256: Sha256Hex
-    signature: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{86}$")]
+    signature: Signature
 
 
 class PrescriptionIssue(_Payload):

@@ -18,13 +18,14 @@ State keys written here:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from medledger.errors import EncodingError
 from medledger.ledger.canonical import b64d
 from medledger.ledger.state import BlockState
+from medledger.ledger.syntax import KeyId, Label, MemberId, Role, Sha256Hex, Slug, Title
 from medledger.ledger.txtypes import (
     OK,
     Outcome,
@@ -44,12 +45,6 @@ AUDITOR = "auditor"
 PRIVILEGED_ROLES = frozenset({REGULATOR, NODE, ADMIN, AUDITOR})
 DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
-MemberId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}(/[a-z0-9][a-z0-9._-]{0,62})?$")]
-KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
-Role = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z-]{1,31}$")]
-Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Label = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
 
 
 class _Payload(BaseModel):
@@ -66,7 +61,7 @@ class Params(_Payload):
 
 
 class Genesis(_Payload):
-    consortium: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")]
+    consortium: Title
     regulator: MemberRef
     nodes: list[MemberRef] = Field(min_length=1, max_length=32)
     params: Params = Params()

@@ -38,6 +38,7 @@ from medledger.ledger.sqlite_store import (
 )
 from medledger.ledger.state import GENESIS_STATE_ROOT, MemoryState
 from medledger.ledger.store import BlockRecord, TxRecord
+from medledger.ledger.syntax import replaying
 from medledger.ledger.timefmt import parse_ms
 from medledger.ledger.txtypes import Registry
 
@@ -206,18 +207,20 @@ def _verify(
         if block_ms < tip.block_ms:
             raise _fail(f"block {height}: timestamp goes back in time", height)
         nodes_check.require(header.proposer, height, "header")
-        built = build_block(
-            registry,
-            state,
-            tip,
-            frontier,
-            envelopes,
-            None,
-            block_ms=block_ms,
-            proposer=header.proposer,
-            node_key=None,
-            ordering=header.ordering,
-        )
+        # payloads are judged by the syntax of their time: a ledger cannot change its past (ledger.syntax)
+        with replaying():
+            built = build_block(
+                registry,
+                state,
+                tip,
+                frontier,
+                envelopes,
+                None,
+                block_ms=block_ms,
+                proposer=header.proposer,
+                node_key=None,
+                ordering=header.ordering,
+            )
         mine = built.block.header
         for env, stored, outcome in zip(envelopes, txs, built.block.txs, strict=True):
             if stored.outcome != outcome[6]:

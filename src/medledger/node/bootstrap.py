@@ -70,7 +70,7 @@ class LedgerKeys:
 def init_ledger(
     data_dir: Path,
     *,
-    consortium: str = "Demo Province Internet Medical Supervision",
+    consortium: str = "demo-province-internet-medical-supervision",
     max_clock_skew_ms: int = 300_000,
     clock: Callable[[], int] = now_ms,
 ) -> LedgerKeys:

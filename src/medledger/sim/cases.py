@@ -752,6 +752,6 @@ class ConsultCase:
                 again,
                 clerk,
                 "claim.submit",
-                {"claim_id": p.new_id("k", self.case, "-2"), "dispense_id": dispense_id, "amount_fen": amount},
+                {"claim_id": p.new_id("k", self.case, "-b"), "dispense_id": dispense_id, "amount_fen": amount},
                 trigger=True,
             )

@@ -33,6 +33,7 @@ from medledger.ledger.keys import SigningKey
 from medledger.ledger.receipt import Receipt
 from medledger.ledger.sqlite_store import DB_NAME, SqliteStore
 from medledger.ledger.store import AlertQuery
+from medledger.ledger.syntax import counter
 from medledger.ledger.timefmt import now_ms
 from medledger.node.bootstrap import REGULATOR_TOKEN, init_ledger
 from medledger.node.node import Node, NodeConfig
@@ -191,8 +192,8 @@ class HttpDriver:
         except MedledgerError as exc:
             self.close()
             raise SimulationError(f"cannot use the node at {self.url}: {exc.message}", code=exc.code) from exc
-        # a run on an already used ledger needs ids and keys of its own
-        self.tag = f"r{head.tree_size}"
+        # a run on an already used ledger needs ids and keys of its own (digits grouped: ids hold at most 6 together)
+        self.tag = f"r{counter(head.tree_size)}"
 
     def now(self) -> int:
         return now_ms()

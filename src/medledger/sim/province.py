@@ -133,7 +133,8 @@ class Province:
         self._n = 0
         prefix = f"{seeded.tag}-" if seeded.tag else ""
         self.prefix = prefix
-        self.licence_prefix = seeded.tag.upper() + "-" if seeded.tag else ""
+        # after the serial, not before: "DOC-R12-00005" would glue the run's digits to the serial's
+        self.licence_suffix = "-" + seeded.tag.upper() if seeded.tag else ""
         self.public_desk = PUBLIC_DESK if not seeded.tag else f"regulator/{prefix}public-desk"
         self.keys[self.public_desk] = seeded.key(self.public_desk)
         self._build()
@@ -162,10 +163,11 @@ class Province:
         org = self.prefix + slug
         inst = Institution(
             org,
-            name,
+            # the ledger keeps names as lowercase words joined by - (ledger.syntax.Title)
+            name.lower().replace(" ", "-").replace("'", ""),
             kind,
             True,
-            f"INS-{self.licence_prefix}{self._next():05d}",
+            f"INS-{self._next():05d}{self.licence_suffix}",
             until,
             internet,
             role,
@@ -180,7 +182,7 @@ class Province:
         rng = self.rng
         year = rng.randint(1992, 2019)
         person = Person(
-            f"DOC-{self.licence_prefix}{self._next():05d}",
+            f"DOC-{self._next():05d}{self.licence_suffix}",
             "doctor",
             rng.choice(("physician", "physician", "chief-physician")),
             first_practice or f"{year:04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
@@ -205,7 +207,7 @@ class Province:
         staff = self._staff(inst.org, f"ph-{len(inst.pharmacists) + 1:02d}", "pharmacist")
         year = self.rng.randint(1995, 2020)
         person = Person(
-            f"PHA-{self.licence_prefix}{self._next():05d}",
+            f"PHA-{self._next():05d}{self.licence_suffix}",
             "pharmacist",
             self.rng.choice(("pharmacist", "pharmacist", "chief-pharmacist")),
             f"{year:04d}-{self.rng.randint(1, 12):02d}-{self.rng.randint(1, 28):02d}",
@@ -397,7 +399,7 @@ class Province:
             members += [s for i, s, p in self._prac if i is inst and p.profession == "pharmacist"]
             staff += [self._register(inst.admin.member, s) for s in members if s is not None]
             staff += [
-                SetupTx(inst.admin.member, "app.register", {"app": slug, "name": f"{inst.name} {status} app"})
+                SetupTx(inst.admin.member, "app.register", {"app": slug, "name": f"{inst.name}-{status}-app"})
                 for status, slug in inst.apps.items()
             ]
         licences = [

@@ -30,6 +30,7 @@ from typing import IO
 from medledger.contracts.catalogue import DEFAULT_PARAMS, RULES
 from medledger.ledger import envelope
 from medledger.ledger.envelope import SignedEnvelope
+from medledger.ledger.syntax import counter
 from medledger.ledger.timefmt import format_ms, parse_ms
 from medledger.sim.cases import Planner
 from medledger.sim.drivers import Driver, SimulationError
@@ -235,7 +236,8 @@ def run_simulation(
         if driver.simulated:
             driver.advance_to(finish, None)
         # the digest of every (tx_id, rule) injected, committed before anything is scored
-        label = f"medledger-sim/ground-truth/seed-{config.seed}"
+        sign = "minus-" if config.seed < 0 else ""
+        label = f"medledger-sim/ground-truth/seed-{sign}{counter(abs(config.seed))}"
         anchor = run.sign(
             run.province.public_desk,
             "anchor.record",

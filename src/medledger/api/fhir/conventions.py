@@ -73,6 +73,20 @@ def is_fhir_id(value: str) -> bool:
     return FHIR_ID.fullmatch(value) is not None
 
 
+#: a UUID's digits as the letters hex never uses (0 -> g ... 9 -> p): one-to-one, and no digit run
+_UUID_DIGITS: Final = str.maketrans("0123456789", "ghijklmnop")
+
+
+def record_id_from_uuid(uuid: str) -> str:
+    """The record id of an entry known only by its ``urn:uuid:`` fullUrl.
+
+    A UUID holds long digit runs, which record ids refuse (they could be phone
+    or ID numbers, ledger.syntax), so its digits become letters: lowercase,
+    one-to-one, the same id for the same UUID.
+    """
+    return "u-" + uuid.lower().translate(_UUID_DIGITS)
+
+
 def practitioner_role_id(licence: str, org: str) -> str:
     return f"{licence}.{org}"
 
@@ -89,9 +103,26 @@ def provenance_id(rx_id: str) -> str:
     return f"rx.{rx_id}"
 
 
+#: resource types anchored by ``anchor.record``, and their kind in the label (labels are lowercase: ledger.syntax)
+ANCHOR_KINDS: Final = {"Consent": "consent", "AuditEvent": "audit-event"}
+#: label kind -> resource type; ledgers from before issue 12 spelt the kind as the type itself (fhir/Consent/<id>)
+_ANCHORED_BY_KIND: Final = {
+    **{resource_type: resource_type for resource_type in ANCHOR_KINDS},
+    **{kind: resource_type for resource_type, kind in ANCHOR_KINDS.items()},
+}
+
+
 def anchor_label(resource_type: str, logical_id: str) -> str:
-    """``anchor.record`` label for resources with no contract type of their own (Consent, AuditEvent)."""
-    return f"fhir/{resource_type}/{logical_id}"
+    """``anchor.record`` label for resources with no contract type of their own: ``fhir/consent/<id>``."""
+    return f"fhir/{ANCHOR_KINDS[resource_type]}/{logical_id}"
+
+
+def anchored_resource(label: str) -> tuple[str, str] | None:
+    """(resource type, logical id) an :func:`anchor_label` names, or None for any other label."""
+    parts = label.split("/")
+    if len(parts) != 3 or parts[0] != "fhir" or parts[1] not in _ANCHORED_BY_KIND:
+        return None
+    return _ANCHORED_BY_KIND[parts[1]], parts[2]
 
 
 # --- canonical resource digest ---------------------------------------------------------------

@@ -733,7 +733,8 @@ def _offline(
     if found is not None:
         encounter_id, id_path = found
     elif entry is not None and entry.full_url is not None and entry.full_url.startswith("urn:uuid:"):
-        encounter_id, id_path = entry.full_url[len("urn:uuid:") :], f"{entry.path.rsplit('.', 1)[0]}.fullUrl"
+        encounter_id = cv.record_id_from_uuid(entry.full_url[len("urn:uuid:") :])
+        id_path = f"{entry.path.rsplit('.', 1)[0]}.fullUrl"
     elif isinstance(r.get("id"), str):
         encounter_id, id_path = r["id"], f"{path}.id"
     else:

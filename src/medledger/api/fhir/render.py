@@ -43,8 +43,6 @@ RESOURCE_TYPES = (
     "Provenance",
     "AdverseEvent",
 )
-#: anchor labels the projection renders: ``fhir/<Type>/<id>`` (conventions.anchor_label)
-ANCHORED_TYPES = frozenset({"Consent", "AuditEvent"})
 
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 UCUM = "http://unitsofmeasure.org"
@@ -568,15 +566,15 @@ def _adverse_event(tx: Tx, ctx: Context) -> None:
 
 
 def _anchor(tx: Tx, ctx: Context) -> None:
-    """``anchor.record`` labelled ``fhir/Consent/<id>`` or ``fhir/AuditEvent/<id>``: a minimal resource.
+    """``anchor.record`` labelled ``fhir/consent/<id>`` or ``fhir/audit-event/<id>``: a minimal resource.
 
     The document itself stays with the institution; the ledger holds its digest, and so does the
     rendered resource, so a holder of the document can prove it is the one anchored.
     """
-    parts = tx.payload["label"].split("/")
-    if len(parts) != 3 or parts[0] != "fhir" or parts[1] not in ANCHORED_TYPES:
+    anchored = cv.anchored_resource(tx.payload["label"])
+    if anchored is None:
         return
-    kind, logical_id = parts[1], parts[2]
+    kind, logical_id = anchored
     digest = {"system": cv.SID_DOCUMENT_SHA256, "value": tx.payload["sha256"]}
     org = tx.signer.org
     if kind == "Consent":
