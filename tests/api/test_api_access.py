@@ -194,7 +194,7 @@ def test_the_role_matrix(matrix: Matrix, role: str) -> None:
 
 def _valid_bodies(m: Matrix) -> dict[tuple[str, str], bytes]:
     """Bodies the public could send and that would be written: a credential that fails must stop them."""
-    wire = envelope.build(m.signer, "anchor.record", {"label": "doc", "sha256": os.urandom(32).hex()}).to_wire()
+    wire = envelope.build(m.signer, "anchor.record", {"label": "test/doc", "sha256": os.urandom(32).hex()}).to_wire()
     return {
         ("POST", "/v1/transactions"): json.dumps(wire).encode(),
         ("POST", "/v1/public/complaints"): json.dumps({"about": "north", "category": "billing"}).encode(),
