@@ -40,7 +40,7 @@ def test_status_prints_what_to_publish_and_names_the_secret_files(tmp_path: Path
     facts = json.loads(as_json.stdout)
     assert facts["node_keys"] == {"regulator/node-1": node_key}
     assert facts["regulator_key"] == regulator_key
-    assert facts["consortium"] == "Demo Province Internet Medical Supervision"
+    assert facts["consortium"] == "demo-province-internet-medical-supervision"
     assert facts["tree_head"]["tree_size"] == 2 and facts["tree_head"]["signer"] == node_key
     assert len(facts["genesis"]["tx_id"]) == 64 and len(facts["genesis"]["block_hash"]) == 64
     assert facts["secret_files"] == ["credentials.json", "keys/demo-admin.key", "keys/node.key",
