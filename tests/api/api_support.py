@@ -8,7 +8,9 @@ directory's helpers on ``sys.path``.
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,12 @@ PROBLEM = "application/problem+json"
 
 def new_nonce() -> str:
     return b64e(os.urandom(12))
+
+
+def fresh_name(prefix: str) -> str:
+    """A unique member name in the payload syntax: letters only, since random base64 or hex would now and
+    then hold a separator in the wrong place or more than 6 digits together (ledger.syntax)."""
+    return prefix + "-" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(10))
 
 
 def anchor(key: SigningKey, *, label: str = "test/doc", sha256: str | None = None, **kw: Any) -> SignedEnvelope:

@@ -14,7 +14,17 @@ from dataclasses import dataclass
 
 import orjson
 import pytest
-from api_support import ApiLedger, anchor, assert_problem, body, canonical, envelope_obj, new_nonce, sign_bytes
+from api_support import (
+    ApiLedger,
+    anchor,
+    assert_problem,
+    body,
+    canonical,
+    envelope_obj,
+    fresh_name,
+    new_nonce,
+    sign_bytes,
+)
 
 from medledger.ledger import envelope, keys
 from medledger.ledger.canonical import b64d, b64e
@@ -117,7 +127,7 @@ def unknown_signer(api: ApiLedger) -> Request:
 
 
 def revoked_signer(api: ApiLedger) -> Request:
-    member = f"demo-hospital/leaver-{new_nonce().lower()[:8]}"
+    member = "demo-hospital/" + fresh_name("leaver")
     key = api.register(member, "member")
     (receipt,) = api.submit(
         envelope.build(api.keys.demo_admin, "member.revoke", {"member": member, "reason": "left-organisation"})
@@ -127,7 +137,7 @@ def revoked_signer(api: ApiLedger) -> Request:
 
 
 def wrong_role(api: ApiLedger) -> Request:
-    key = api.register(f"demo-hospital/clerk-{new_nonce().lower()[:8]}", "member")
+    key = api.register("demo-hospital/" + fresh_name("clerk"), "member")
     env = envelope.build(
         key,
         "member.register",
